@@ -1,0 +1,22 @@
+"""xdp-dispatch: run several XDP programs on one interface, in pure Python.
+
+The public API is re-exported lazily so that ``import dispatcher`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {"load", "load_plain", "unload", "unload_all", "status", "clean", "probe_features",
+        "read_object", "select_program", "LoadResult"}
+
+__all__ = sorted(_API | {"__version__"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'dispatcher' has no attribute {name!r}")
