@@ -1,0 +1,216 @@
+"""Frozen blueprints parsed from a BPF ELF object (pure: no syscalls).
+
+``*Spec`` values describe what an object file contains; turning them into
+kernel objects happens in ``dispatcher.loader``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .btf import Btf
+from .btf_ext import BtfExt
+
+# Program types / attach types we care about (UAPI numbers).
+PROG_TYPE_XDP = 6
+PROG_TYPE_EXT = 28
+ATTACH_XDP = 37
+ATTACH_XDP_DEVMAP = 33
+ATTACH_XDP_CPUMAP = 35
+BPF_F_XDP_HAS_FRAGS = 0x20
+
+# Map types used by name in output.
+MAP_TYPE_NAMES = {
+    0: "unspec", 1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array",
+    5: "percpu_hash", 6: "percpu_array", 7: "stack_trace", 8: "cgroup_array",
+    9: "lru_hash", 10: "lru_percpu_hash", 11: "lpm_trie", 12: "array_of_maps",
+    13: "hash_of_maps", 14: "devmap", 15: "sockmap", 16: "cpumap", 17: "xskmap",
+    18: "sockhash", 19: "cgroup_storage", 20: "reuseport_sockarray",
+    21: "percpu_cgroup_storage", 22: "queue", 23: "stack", 24: "sk_storage",
+    25: "devmap_hash", 26: "struct_ops", 27: "ringbuf", 28: "inode_storage",
+    29: "task_storage", 30: "bloom_filter", 31: "user_ringbuf", 32: "cgrp_storage",
+    33: "arena",
+}
+
+XDP_ACTIONS = ("XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT")
+DEFAULT_RUN_PRIO = 50
+DEFAULT_CHAIN_CALL_ACTIONS = 1 << 2  # XDP_PASS
+
+
+def actions_to_names(bitmap: int) -> tuple[str, ...]:
+    """Names of the set action bits 0..4, ascending (bits above 4 are ignored)."""
+    return tuple(n for i, n in enumerate(XDP_ACTIONS) if bitmap & (1 << i))
+
+
+def names_to_actions(names: tuple[str, ...] | list[str]) -> int:
+    """Bitmap from action names (case-insensitive, with or without ``XDP_``)."""
+    bitmap = 0
+    for raw in names:
+        n = raw.strip().upper()
+        if not n.startswith("XDP_"):
+            n = "XDP_" + n
+        if n not in XDP_ACTIONS:
+            raise ValueError(f"unknown XDP action {raw!r} (expected one of {', '.join(XDP_ACTIONS)})")
+        bitmap |= 1 << XDP_ACTIONS.index(n)
+    return bitmap
+
+
+class RelocKind(Enum):
+    CALL = "call"          # bpf-to-bpf call (pseudo call) to a function
+    FUNC_ADDR = "func"     # ld_imm64 src=BPF_PSEUDO_FUNC (callback address)
+    MAP = "map"            # ld_imm64 of a map (BTF-defined or legacy)
+    DATA = "data"          # ld_imm64 of an address inside a global-data map
+    EXTERN = "extern"      # reference to an undefined symbol (kfunc, ksym, kconfig)
+
+
+@dataclass(frozen=True, slots=True)
+class RelocSpec:
+    """One relocation, attached to the function that contains it.
+
+    ``insn`` is the instruction index relative to the function start.
+    For CALL/FUNC_ADDR, ``target`` is (section, insn index in that section) of the callee.
+    For MAP, ``map_name`` names the map. For DATA, ``map_name`` is the data map and
+    ``offset`` the byte offset inside it.
+    """
+
+    insn: int
+    kind: RelocKind
+    symbol: str
+    map_name: str = ""
+    offset: int = 0
+    target_section: str = ""
+    target_insn: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """A function's code inside its ELF section."""
+
+    name: str
+    section: str
+    start: int             # instruction index in the section
+    insns: bytes           # raw code, 8 bytes per instruction
+    is_global: bool
+    relocs: tuple[RelocSpec, ...] = ()
+
+    @property
+    def insn_count(self) -> int:
+        return len(self.insns) // 8
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """libxdp run-config metadata (defaults applied first, like libxdp)."""
+
+    priority: int = DEFAULT_RUN_PRIO
+    chain_call_actions: int = DEFAULT_CHAIN_CALL_ACTIONS
+    declared: bool = False  # whether the object carried metadata for this program
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return actions_to_names(self.chain_call_actions)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramSpec:
+    """An entry program: one STT_FUNC symbol in an executable section other than .text."""
+
+    name: str
+    section: str
+    prog_type: int
+    expected_attach_type: int
+    prog_flags: int
+    function: FunctionSpec
+    run_config: RunConfig = field(default_factory=RunConfig)
+    attach_func: str = ""          # freplace/NAME target
+
+    @property
+    def frags(self) -> bool:
+        return bool(self.prog_flags & BPF_F_XDP_HAS_FRAGS)
+
+    @property
+    def kind(self) -> str:
+        if self.prog_type == PROG_TYPE_EXT:
+            return "ext"
+        if self.prog_type == PROG_TYPE_XDP:
+            return "xdp"
+        return f"type{self.prog_type}"
+
+
+@dataclass(frozen=True, slots=True)
+class MapSpec:
+    """A map the object declares: BTF-defined (``.maps``), legacy (``maps``) or global data."""
+
+    name: str                      # symbol name (BTF/legacy) or section name (data)
+    kernel_name: str               # name passed to BPF_MAP_CREATE (<= 15 chars)
+    map_type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+    pinning: int = 0               # 1 = LIBBPF_PIN_BY_NAME
+    numa_node: int = 0
+    map_extra: int = 0
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
+    inner: MapSpec | None = None   # map-in-map template
+    section: str = ".maps"
+    offset: int = 0                # offset of the definition inside its section
+    data: bytes | None = None      # initial value (global data sections)
+    freeze: bool = False           # .rodata: frozen after writing
+    kind: str = "btf"              # "btf" | "legacy" | "data"
+
+    @property
+    def type_name(self) -> str:
+        return MAP_TYPE_NAMES.get(self.map_type, str(self.map_type))
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectSpec:
+    """Everything parsed from one object file."""
+
+    path: str
+    name: str                                  # basename up to the first dot
+    license: str
+    programs: tuple[ProgramSpec, ...]
+    maps: tuple[MapSpec, ...]
+    functions: tuple[FunctionSpec, ...]        # every function, entry points and subprograms
+    btf: Btf | None
+    btf_ext: BtfExt | None
+    data_sections: tuple[str, ...] = ()
+    xdp_metadata: bool = False                 # carries the dispatcher's xdp_metadata marker
+    dispatcher_version: int = 0
+    kern_version: int = 0
+
+    def program(self, *, name: str | None = None, section: str | None = None) -> ProgramSpec:
+        """Select one program by function name or by section (first in that section)."""
+        from ..errors import ObjectFileError
+
+        if name is not None:
+            for p in self.programs:
+                if p.name == name:
+                    return p
+            known = ", ".join(p.name for p in self.programs) or "none"
+            raise ObjectFileError(f"{self.path}: no program named '{name}' (programs: {known})")
+        if section is not None:
+            for p in self.programs:
+                if p.section == section:
+                    return p
+            known = ", ".join(sorted({p.section for p in self.programs})) or "none"
+            raise ObjectFileError(f"{self.path}: no program in section '{section}' (sections: {known})")
+        if not self.programs:
+            raise ObjectFileError(f"{self.path}: the object contains no program")
+        return self.programs[0]
+
+    def function_at(self, section: str, insn: int) -> FunctionSpec | None:
+        for f in self.functions:
+            if f.section == section and f.start == insn:
+                return f
+        return None
+
+    def map_by_name(self, name: str) -> MapSpec | None:
+        for m in self.maps:
+            if m.name == name:
+                return m
+        return None
