@@ -1,0 +1,303 @@
+"""XDP attach state over rtnetlink: the only module that imports pyroute2.
+
+pyroute2 is imported lazily (it is slow to import). Every socket is opened
+with ``ext_ack=True`` so kernel refusals carry the kernel's own explanation,
+which ends up in ``NetlinkOpError.detail``. A socket for another network
+namespace is opened with ``flags=0``: a missing namespace is an error, never
+silently created.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.errors import InterfaceError, NetlinkOpError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyroute2 import IPRoute  # type: ignore[import-untyped, unused-ignore]
+
+__all__ = [
+    "MODES", "XDP_FLAGS_DRV_MODE", "XDP_FLAGS_HW_MODE", "XDP_FLAGS_MASK", "XDP_FLAGS_MODES",
+    "XDP_FLAGS_REPLACE", "XDP_FLAGS_SKB_MODE", "XDP_FLAGS_UPDATE_IF_NOEXIST", "XdpState",
+    "attach_xdp", "detach_xdp", "ifindex_of", "list_links", "read_xdp",
+]
+
+# XDP_FLAGS_* (linux/if_link.h)
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1
+XDP_FLAGS_SKB_MODE = 2
+XDP_FLAGS_DRV_MODE = 4
+XDP_FLAGS_HW_MODE = 8
+XDP_FLAGS_REPLACE = 16
+XDP_FLAGS_MODES = XDP_FLAGS_SKB_MODE | XDP_FLAGS_DRV_MODE | XDP_FLAGS_HW_MODE
+XDP_FLAGS_MASK = XDP_FLAGS_MODES | XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_REPLACE
+
+#: User-facing attach mode names -> XDP_FLAGS_* mode bit.
+MODES: dict[str, int] = {
+    "native": XDP_FLAGS_DRV_MODE,
+    "skb": XDP_FLAGS_SKB_MODE,
+    "hw": XDP_FLAGS_HW_MODE,
+    "unspecified": 0,
+}
+
+# IFLA_XDP_ATTACHED values (enum XDP_ATTACHED_*)
+XDP_ATTACHED_NONE = 0
+XDP_ATTACHED_DRV = 1
+XDP_ATTACHED_SKB = 2
+XDP_ATTACHED_HW = 3
+XDP_ATTACHED_MULTI = 4
+
+# pyroute2 decodes IFLA_XDP_ATTACHED to these names
+_ATTACHED_FROM_PYROUTE2: dict[object, int] = {
+    None: XDP_ATTACHED_NONE, "xdp": XDP_ATTACHED_DRV, "xdpgeneric": XDP_ATTACHED_SKB,
+    "xdpoffload": XDP_ATTACHED_HW, "xdpmulti": XDP_ATTACHED_MULTI,
+}
+_MODE_NAMES = {XDP_ATTACHED_DRV: "native", XDP_ATTACHED_SKB: "skb", XDP_ATTACHED_HW: "hw",
+               XDP_ATTACHED_MULTI: "multi"}
+
+NETNS_RUN_DIR = "/var/run/netns"
+
+_IFNAME_RE = re.compile(r"^[^/\s:]{1,15}$")
+
+
+@dataclass(frozen=True, slots=True)
+class XdpState:
+    """What IFLA_XDP reports for one interface (ids are 0 when absent)."""
+
+    ifindex: int
+    ifname: str
+    attached: int
+    prog_id: int
+    drv_prog_id: int
+    skb_prog_id: int
+    hw_prog_id: int
+
+    @property
+    def mode_name(self) -> str | None:
+        """'native', 'skb', 'hw', 'multi' or None when nothing is attached."""
+        return _MODE_NAMES.get(self.attached)
+
+
+def _where(netns: str | None) -> str:
+    return f" in network namespace '{netns}'" if netns else ""
+
+
+def _pyroute2() -> tuple[Any, type[Exception]]:
+    """(IPRoute, NetlinkError), imported on first use: pyroute2 is slow to import."""
+    from pyroute2 import IPRoute  # type: ignore[import-untyped, unused-ignore]
+    from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+        NetlinkError,
+    )
+
+    return IPRoute, NetlinkError
+
+
+def _netns_path(netns: str) -> str:
+    """Where pyroute2 looks for a namespace: a path as is, a bare name in /var/run/netns."""
+    return netns if os.path.dirname(netns) else os.path.join(NETNS_RUN_DIR, netns)
+
+
+@contextmanager
+def _socket(netns: str | None) -> Iterator[IPRoute]:
+    iproute_cls = _pyroute2()[0]
+
+    # Check first: pyroute2 leaks its event loop and sockets when opening a
+    # missing namespace fails inside the constructor.
+    if netns and not os.path.exists(_netns_path(netns)):
+        raise InterfaceError(f"unknown network namespace '{netns}'",
+                             hint="list them with `ip netns list`")
+    try:
+        if netns:
+            ipr = iproute_cls(ext_ack=True, netns=netns, flags=0)
+        else:
+            ipr = iproute_cls(ext_ack=True)
+    except FileNotFoundError as exc:
+        raise InterfaceError(f"unknown network namespace '{netns}'",
+                             hint="list them with `ip netns list`") from exc
+    except OSError as exc:
+        raise NetlinkOpError("open rtnetlink socket", exc.errno or errno.EIO,
+                             subject=f"netns {netns}" if netns else "") from exc
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _extack(exc: BaseException) -> tuple[int, str]:
+    """(errno, kernel extack text or '') from a pyroute2 NetlinkError / OSError."""
+    code = getattr(exc, "code", None)
+    if code is None:
+        code = getattr(exc, "errno", None) or errno.EIO
+    args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
+    text = str(args[1]) if len(args) > 1 and args[1] is not None else ""
+    if text == os.strerror(code):
+        text = ""
+    return int(code), text
+
+
+def _attr(msg: Any, name: str, default: Any = None) -> Any:
+    value = msg.get_attr(name)
+    return default if value is None else value
+
+
+def _state(msg: Any) -> XdpState:
+    xdp = msg.get_attr("IFLA_XDP")
+    attached, prog, drv, skb, hw = XDP_ATTACHED_NONE, 0, 0, 0, 0
+    if xdp is not None:
+        raw = xdp.get_attr("IFLA_XDP_ATTACHED")
+        attached = raw if isinstance(raw, int) else _ATTACHED_FROM_PYROUTE2.get(raw, 0)
+        prog = int(_attr(xdp, "IFLA_XDP_PROG_ID", 0))
+        drv = int(_attr(xdp, "IFLA_XDP_DRV_PROG_ID", 0))
+        skb = int(_attr(xdp, "IFLA_XDP_SKB_PROG_ID", 0))
+        hw = int(_attr(xdp, "IFLA_XDP_HW_PROG_ID", 0))
+        # Single-mode attachments report only IFLA_XDP_PROG_ID on some kernels.
+        if attached == XDP_ATTACHED_DRV and not drv:
+            drv = prog
+        elif attached == XDP_ATTACHED_SKB and not skb:
+            skb = prog
+        elif attached == XDP_ATTACHED_HW and not hw:
+            hw = prog
+    return XdpState(ifindex=int(msg["index"]), ifname=str(_attr(msg, "IFLA_IFNAME", "")),
+                    attached=attached, prog_id=prog, drv_prog_id=drv, skb_prog_id=skb,
+                    hw_prog_id=hw)
+
+
+def _check_ifname(name: str, netns: str | None) -> None:
+    if not isinstance(name, str) or not _IFNAME_RE.match(name):
+        raise InterfaceError(f"invalid interface name {name!r}{_where(netns)}",
+                             hint="interface names have 1-15 characters, no '/', ':' or spaces")
+
+
+def ifindex_of(name: str, netns: str | None = None) -> int:
+    """The ifindex of interface ``name`` (in ``netns`` if given)."""
+    NetlinkError = _pyroute2()[1]
+
+    _check_ifname(name, netns)
+    with _socket(netns) as ipr:
+        try:
+            msgs = ipr.link("get", ifname=name)
+        except NetlinkError as exc:
+            code, text = _extack(exc)
+            if code == errno.ENODEV:
+                raise InterfaceError(f"unknown interface '{name}'{_where(netns)}") from exc
+            raise NetlinkOpError("RTM_GETLINK", code, subject=name, detail=text) from exc
+        except OSError as exc:
+            raise NetlinkOpError("RTM_GETLINK", exc.errno or errno.EIO, subject=name) from exc
+    return int(msgs[0]["index"])
+
+
+def list_links(netns: str | None = None) -> list[XdpState]:
+    """XDP state of every interface (one RTM_GETLINK dump), sorted by ifindex."""
+    NetlinkError = _pyroute2()[1]
+
+    with _socket(netns) as ipr:
+        try:
+            msgs = list(ipr.get_links())
+        except (NetlinkError, OSError) as exc:
+            code, text = _extack(exc)
+            raise NetlinkOpError("RTM_GETLINK", code, subject=f"dump{_where(netns)}",
+                                 detail=text) from exc
+    return sorted((_state(m) for m in msgs), key=lambda s: s.ifindex)
+
+
+def read_xdp(ifindex: int, netns: str | None = None) -> XdpState:
+    """XDP state of one interface."""
+    NetlinkError = _pyroute2()[1]
+
+    with _socket(netns) as ipr:
+        try:
+            msgs = ipr.link("get", index=ifindex)
+        except (NetlinkError, OSError) as exc:
+            code, text = _extack(exc)
+            if code == errno.ENODEV:
+                raise InterfaceError(f"no interface with index {ifindex}{_where(netns)}") \
+                    from exc
+            raise NetlinkOpError("RTM_GETLINK", code, subject=f"ifindex {ifindex}",
+                                 detail=text) from exc
+    return _state(msgs[0])
+
+
+def _ifname(ipr: IPRoute, ifindex: int) -> str:
+    """Best-effort name for error messages."""
+    try:
+        name = ipr.link("get", index=ifindex)[0].get_attr("IFLA_IFNAME")
+        return str(name) if name else f"ifindex {ifindex}"
+    except Exception:  # only for the message
+        return f"ifindex {ifindex}"
+
+
+def _hint(code: int, flags: int) -> str | None:
+    if code == errno.EBUSY and flags & XDP_FLAGS_UPDATE_IF_NOEXIST:
+        return "another XDP program is already attached in this mode"
+    if code == errno.EBUSY:
+        return "a bpf_link owns the XDP hook of this interface"
+    if code == errno.EEXIST and flags & XDP_FLAGS_REPLACE:
+        return "the attached program changed under us (expected fd does not match)"
+    if code == errno.EEXIST:
+        return "a program is attached in another mode; native and skb cannot be mixed"
+    if code == errno.EOPNOTSUPP:
+        return "the driver has no native XDP support; try skb mode"
+    if code == errno.ERANGE:
+        return "the MTU is too large for native XDP without multi-buffer (frags) support"
+    return None
+
+
+def _setlink(ifindex: int, attrs: list[tuple[str, int]], flags: int,
+             netns: str | None) -> None:
+    NetlinkError = _pyroute2()[1]
+
+    with _socket(netns) as ipr:
+        try:
+            ipr.link("set", index=ifindex, xdp={"attrs": attrs})
+        except (NetlinkError, OSError) as exc:
+            code, text = _extack(exc)
+            if code == errno.ENODEV:
+                raise InterfaceError(f"no interface with index {ifindex}{_where(netns)}") \
+                    from exc
+            subject = _ifname(ipr, ifindex) + (f" (netns {netns})" if netns else "")
+            raise NetlinkOpError("RTM_SETLINK", code, subject=subject, detail=text,
+                                 hint=_hint(code, flags)) from exc
+
+
+def attach_xdp(ifindex: int, prog_fd: int, mode_flags: int, *,
+               expected_fd: int | None = None, no_exist: bool = False,
+               netns: str | None = None) -> None:
+    """Attach ``prog_fd`` to the XDP hook of ``ifindex`` through netlink.
+
+    ``mode_flags`` is one of XDP_FLAGS_SKB_MODE / DRV_MODE / HW_MODE or 0.
+    ``expected_fd``: atomic replace (XDP_FLAGS_REPLACE + IFLA_XDP_EXPECTED_FD);
+    a different current program fails with NetlinkOpError errno EEXIST.
+    ``no_exist``: fail with EBUSY if a program is already attached.
+    The kernel keeps its own reference: ``prog_fd`` may be closed afterwards.
+    """
+    flags = mode_flags
+    attrs: list[tuple[str, int]] = [("IFLA_XDP_FD", prog_fd)]
+    if expected_fd is not None:
+        flags |= XDP_FLAGS_REPLACE
+        attrs.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
+    if no_exist:
+        flags |= XDP_FLAGS_UPDATE_IF_NOEXIST
+    attrs.append(("IFLA_XDP_FLAGS", flags))
+    _setlink(ifindex, attrs, flags, netns)
+
+
+def detach_xdp(ifindex: int, mode_flags: int, *, expected_fd: int | None = None,
+               netns: str | None = None) -> None:
+    """Detach the XDP program of ``ifindex``.
+
+    ``mode_flags`` must be the mode the program was attached in: the kernel
+    silently does nothing for another mode. With ``expected_fd`` the detach only
+    happens if that program is the attached one (EEXIST otherwise).
+    """
+    flags = mode_flags
+    attrs: list[tuple[str, int]] = [("IFLA_XDP_FD", -1)]
+    if expected_fd is not None:
+        flags |= XDP_FLAGS_REPLACE
+        attrs.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
+    attrs.append(("IFLA_XDP_FLAGS", flags))
+    _setlink(ifindex, attrs, flags, netns)
