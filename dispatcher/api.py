@@ -1,0 +1,203 @@
+"""Python API: the operations of the CLI, without printing.
+
+    import dispatcher
+    res = dispatcher.load("veth0", ["bpf/examples/xdp_counter.o"], mode="skb")
+    for iface in dispatcher.status("veth0"):
+        print(iface.to_json())
+    dispatcher.unload("veth0", all=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import ObjectFileError, UsageError
+from .obj.elf import read_object
+from .obj.spec import PROG_TYPE_XDP, ObjectSpec, ProgramSpec, names_to_actions
+
+if TYPE_CHECKING:
+    from .chain import ChangeResult
+    from .state import InterfaceState
+
+MODES = {"native": 4, "skb": 2, "hw": 8}
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    iface: str
+    ifindex: int
+    name: str
+    prog_id: int
+    tag: str
+    mode: str
+
+
+def select_program(obj: ObjectSpec, *, section: str | None = None,
+                   prog_name: str | None = None) -> ProgramSpec:
+    if section is None and prog_name is None:
+        xdp = [p for p in obj.programs if p.prog_type == PROG_TYPE_XDP]
+        if not xdp:
+            raise ObjectFileError(f"{obj.path}: the object contains no XDP program")
+        return xdp[0]
+    return obj.program(name=prog_name, section=section)
+
+
+def _root(notice: Callable[[str], None] | None) -> str:
+    from .syscalls import bpffs
+
+    root = bpffs.bpffs_root()
+    if root == bpffs.DEFAULT_BPFFS:
+        return bpffs.ensure_bpffs(notice=notice)
+    return bpffs.ensure_bpffs(root, mount=False)
+
+
+def _require_root(action: str) -> None:
+    from .cli import require_root
+
+    require_root(action)
+
+
+def parse_actions(spec: str | Sequence[str]) -> int:
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    try:
+        return names_to_actions([s for s in items if s.strip()])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: int | None = None,
+         actions: str | Sequence[str] | None = None, section: str | None = None,
+         prog_name: str | None = None, netns: str | None = None, force: bool = False,
+         verifier_log: list[str] | None = None,
+         notice: Callable[[str], None] | None = None) -> ChangeResult:
+    """Add programs to ``iface``'s chain (one atomic swap). CLI values override run config."""
+    from . import chain
+
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
+    if priority is not None and not 0 <= priority <= 0xFFFFFFFF:
+        raise UsageError(f"priority {priority} out of range")
+    new = []
+    for path in objects:
+        obj = read_object(path)
+        prog = select_program(obj, section=section, prog_name=prog_name)
+        if prog.prog_type != PROG_TYPE_XDP:
+            raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")
+        prio = priority if priority is not None else prog.run_config.priority
+        acts = parse_actions(actions) if actions is not None else prog.run_config.chain_call_actions
+        new.append(chain.NewProgram(obj, prog, prio, acts))
+    _require_root("loading programs")
+    root = _root(notice)
+    return chain.change(iface, mode=mode, add=new, netns=netns, root=root, force=force,
+                        notice=notice, verifier_log=verifier_log)
+
+
+def load_plain(iface: str, path: str, *, mode: str = "native", section: str | None = None,
+               prog_name: str | None = None, netns: str | None = None,
+               verifier_log: list[str] | None = None,
+               notice: Callable[[str], None] | None = None) -> LoadResult:
+    """Load one XDP program and attach it directly, without a dispatcher."""
+    from . import loader, netlink
+    from .errors import ForeignStateError
+
+    obj = read_object(path)
+    prog = select_program(obj, section=section, prog_name=prog_name)
+    if prog.prog_type != PROG_TYPE_XDP:
+        raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
+    _require_root("loading a program")
+    ifindex = netlink.ifindex_of(iface, netns=netns)
+    root = _root(notice)
+    state = netlink.read_xdp(ifindex, netns=netns)
+    if state.prog_id or state.hw_prog_id:
+        raise ForeignStateError(
+            f"{iface} already has an XDP program (id {state.prog_id or state.hw_prog_id})",
+            hint=f"remove it first: xdp-dispatch unload {iface} --all")
+    lo, p = loader.load_object_program(obj, prog, pin_root=root, verifier_log=verifier_log,
+                                       log_level=1 if verifier_log is not None else 0)
+    with lo, p.fd:
+        try:
+            netlink.attach_xdp(ifindex, p.fd.fd, MODES[mode], no_exist=True, netns=netns)
+        except BaseException:
+            loader._unpin_new(lo)
+            raise
+        info = p.info()
+    return LoadResult(iface, ifindex, prog.name, info.id, info.tag_hex, mode)
+
+
+def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A002
+           netns: str | None = None, mode: str | None = None) -> ChangeResult | None:
+    """Remove programs by id (or everything) from ``iface``'s chain, in one swap."""
+    from . import chain, netlink
+
+    if not all and not ids:
+        raise UsageError("say what to unload: --all or -i ID")
+    _require_root("unloading programs")
+    root = _root(None)
+    ifindex = netlink.ifindex_of(iface, netns=netns)
+    xs = netlink.read_xdp(ifindex, netns=netns)
+    cur_mode = {4: "native", 2: "skb"}.get(4 if xs.drv_prog_id else 2 if xs.skb_prog_id else 0)
+    ids_set = set(ids)
+    if xs.hw_prog_id and (all or xs.hw_prog_id in ids_set):
+        netlink.detach_xdp(ifindex, 8, netns=netns)
+        ids_set.discard(xs.hw_prog_id)
+        if not all and not ids_set:
+            return None
+    if not cur_mode:
+        if ids_set:
+            raise UsageError(f"{iface}: no XDP program is attached")
+        return None
+    if ids_set and xs.prog_id in ids_set and not all:
+        # a plain (legacy) program, removed by its own id
+        all = True
+    return chain.change(iface, mode=mode or cur_mode, remove_ids=ids_set, remove_all=all,
+                        netns=netns, root=root)
+
+
+def unload_all(iface: str, *, netns: str | None = None) -> list[int]:
+    """Detach everything from ``iface``; returns the ids that were attached."""
+    from . import netlink
+
+    ifindex = netlink.ifindex_of(iface, netns=netns)
+    xs = netlink.read_xdp(ifindex, netns=netns)
+    before = [i for i in (xs.hw_prog_id, xs.drv_prog_id, xs.skb_prog_id) if i]
+    unload(iface, all=True, netns=netns)
+    return before
+
+
+def status(iface: str | None = None, *, netns: str | None = None) -> list[InterfaceState]:
+    """Observed state of every interface (or one): a list of ``InterfaceState``."""
+    from . import observe
+    from .syscalls import bpffs
+
+    root = bpffs.bpffs_root()
+    return observe.status(iface, netns=netns, root=root if bpffs.is_bpffs(root) else None)
+
+
+def clean(iface: str | None = None, *, netns: str | None = None) -> list[str]:
+    """Remove pin directories of dispatchers that are no longer attached."""
+    from . import chain
+
+    _require_root("cleaning pins")
+    return chain.clean(_root(None), iface, netns=netns)
+
+
+def probe_features(iface: str | None = None, *, netns: str | None = None) -> dict[str, object]:
+    from . import features as feat
+    from . import netlink
+    from .syscalls import bpffs
+
+    _require_root("probing kernel features")
+    probes = feat.all_probes(bpffs.bpffs_root())
+    out: dict[str, object] = {k: v.to_json() for k, v in probes.items()}
+    if iface:
+        out["interface"] = netlink.xdp_modes(iface, netns=netns) if hasattr(netlink, "xdp_modes") \
+            else {"name": iface, "ifindex": netlink.ifindex_of(iface, netns=netns)}
+    return out
+
+
+__all__ = ["LoadResult", "clean", "load", "probe_features", "load_plain", "read_object",
+           "select_program", "status", "unload", "unload_all"]

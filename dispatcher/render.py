@@ -1,0 +1,169 @@
+"""Text and JSON renderings (pure: values in, strings out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .obj.btf import Btf
+from .obj.insn import decode, disasm
+from .obj.link import LinkedProgram, link_program
+from .obj.spec import ObjectSpec, ProgramSpec
+
+
+def inspect_dict(obj: ObjectSpec) -> dict[str, Any]:
+    return {
+        "path": obj.path,
+        "license": obj.license,
+        "btf": obj.btf is not None,
+        "btf_ext": obj.btf_ext is not None,
+        "programs": [
+            {
+                "name": p.name,
+                "section": p.section,
+                "type": p.kind,
+                "insns": p.function.insn_count,
+                "frags": p.frags,
+                "attach_func": p.attach_func or None,
+                "run_config": {
+                    "priority": p.run_config.priority,
+                    "chain_call_actions": list(p.run_config.action_names),
+                    "declared": p.run_config.declared,
+                },
+            }
+            for p in obj.programs
+        ],
+        "maps": [
+            {
+                "name": m.name,
+                "type": m.type_name,
+                "key_size": m.key_size,
+                "value_size": m.value_size,
+                "max_entries": m.max_entries,
+                "flags": m.flags,
+                "pinning": "by_name" if m.pinning else "none",
+                "kind": m.kind,
+            }
+            for m in obj.maps
+        ],
+        "global_data": [
+            {"section": m.section, "size": m.value_size, "read_only": m.freeze}
+            for m in obj.maps if m.kind == "data"
+        ],
+        "subprograms": [f.name for f in obj.functions if f.section == ".text"],
+        "dispatcher_version": obj.dispatcher_version or None,
+    }
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    for r in rows:
+        out.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return out
+
+
+def inspect_text(obj: ObjectSpec) -> str:
+    d = inspect_dict(obj)
+    lines = [f"Object {obj.path}", f"  license: {obj.license or '(none)'}",
+             f"  BTF: {'yes' if obj.btf else 'no'}"
+             + (" (with .BTF.ext)" if obj.btf_ext else "")]
+    if obj.dispatcher_version:
+        lines.append(f"  xdp_metadata: dispatcher version {obj.dispatcher_version}")
+    lines.append("")
+    lines.append("Programs:")
+    if obj.programs:
+        rows = []
+        for p in d["programs"]:
+            rc = p["run_config"]
+            cfg = f"prio {rc['priority']}, {','.join(rc['chain_call_actions']) or '-'}"
+            if not rc["declared"]:
+                cfg += " (default)"
+            rows.append([p["name"], p["section"], p["type"], str(p["insns"]),
+                         "yes" if p["frags"] else "no", cfg])
+        lines += ["  " + ln for ln in _table(rows, ["NAME", "SECTION", "TYPE", "INSNS", "FRAGS", "RUN CONFIG"])]
+    else:
+        lines.append("  (none)")
+    lines.append("")
+    lines.append("Maps:")
+    if obj.maps:
+        rows = [[m["name"], m["type"], str(m["key_size"]), str(m["value_size"]), str(m["max_entries"]),
+                 f"0x{m['flags']:x}", m["pinning"]] for m in d["maps"]]
+        lines += ["  " + ln for ln in _table(rows, ["NAME", "TYPE", "KEY", "VALUE", "MAX", "FLAGS", "PINNING"])]
+    else:
+        lines.append("  (none)")
+    if d["global_data"]:
+        lines.append("")
+        lines.append("Global data:")
+        for g in d["global_data"]:
+            lines.append(f"  {g['section']}: {g['size']} bytes{' (read-only, frozen)' if g['read_only'] else ''}")
+    if d["subprograms"]:
+        lines.append("")
+        lines.append("Subprograms (.text): " + ", ".join(d["subprograms"]))
+    return "\n".join(lines) + "\n"
+
+
+def _source_lines(btf: Btf | None, linked: LinkedProgram) -> dict[int, str]:
+    if btf is None:
+        return {}
+    out: dict[int, str] = {}
+    for li in linked.line_info:
+        text = btf.string_at(li.line_off).strip()
+        if text:
+            out[li.insn_off] = f"; {text}"
+    return out
+
+
+def disasm_text(obj: ObjectSpec, prog: ProgramSpec) -> str:
+    """Instructions of one linked program, interleaved with source lines (like llvm-objdump -S).
+
+    Map references are shown unresolved (fd 0): this is the object, not a loaded program.
+    """
+    linked = link_program(obj, prog, {m.name: 0 for m in obj.maps})
+    src = _source_lines(obj.btf, linked)
+    starts = {start: name for name, start in linked.pieces}
+    out = [f"{prog.section}/{prog.name}: {linked.insn_count} instructions"]
+    last_src = None
+    for idx, text in disasm(decode(linked.insns)):
+        if idx in starts:
+            out.append("")
+            out.append(f"{starts[idx]}:")
+        s = src.get(idx)
+        if s is not None and s != last_src:
+            out.append(s)
+            last_src = s
+        out.append(f"{idx:6d}: {text}")
+    return "\n".join(out) + "\n"
+
+
+# -- status ------------------------------------------------------------------------------
+
+def status_text(states: list[Any]) -> str:
+    """``xdp-loader status`` layout (same columns, widths and rule), plus the dispatcher's
+    protocol version at the end of its row and any problems found."""
+    out = ["CURRENT XDP PROGRAM STATUS:", ""]
+    out.append("%-16s %-5s %-17s Mode     ID   %-17s %s" % ("Interface", "Prio", "Program name",
+                                                            "Tag", "Chain actions"))
+    out.append("-" * 86)
+    for st in states:
+        if st.error:
+            out.append("%-22s <error: %s>" % (st.name, st.error))
+            continue
+        if st.hw is not None:
+            out.append(("%-16s %-5s %-17s %-8s %-4d %-17s" % (st.name, "", st.hw.full_name, "hw",
+                                                              st.hw.id, st.hw.tag)).rstrip())
+        if st.main is None:
+            if st.hw is None:
+                out.append("%-22s <No XDP program loaded!>" % st.name)
+            continue
+        row = "%-16s %-5s %-17s %-8s %-4d %-17s" % ("" if st.hw else st.name, "", st.main.full_name,
+                                                   st.mode or "", st.main.id, st.main.tag)
+        if st.kind == "dispatcher" and st.dispatcher is not None:
+            row += f" (dispatcher v{st.dispatcher.version})"
+        out.append(row.rstrip())
+        for c in st.programs:
+            out.append(("%-16s %-5d  %-16s %-8s %-4u %-17s %s" % (
+                " =>", c.priority, c.name, "", c.id, c.tag, ",".join(c.chain_call_actions))).rstrip())
+        for p in st.problems:
+            out.append(f"{'':16s} ! {p}")
+    out.append("")
+    return "\n".join(out) + "\n"
