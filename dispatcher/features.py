@@ -1,0 +1,126 @@
+"""Kernel feature probes: tri-state, cached for the process only when conclusive.
+
+Each probe answers ``Probe(supported=True|False, detail)`` when the kernel gave a
+clear answer, or raises ``KernelError`` ("detect support for X") when it could
+not tell (e.g. out of memory); such answers are never cached.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+from .errors import KernelError, PrivilegeError, XdpDispatchError
+from .syscalls import bpf
+
+_CONCLUSIVE_NO = {errno.EPERM, errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524, errno.EACCES}
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    supported: bool
+    detail: str = ""
+    min_kernel: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"supported": self.supported, "detail": self.detail, "min_kernel": self.min_kernel}
+
+
+_cache: dict[str, Probe] = {}
+
+
+def _cached(name: str, min_kernel: str, fn: Callable[[], str]) -> Probe:
+    if name in _cache:
+        return _cache[name]
+    try:
+        detail = fn()
+        p = Probe(name, True, detail, min_kernel)
+    except KernelError as e:
+        if e.errno not in _CONCLUSIVE_NO:
+            raise KernelError(e.op, e.errno, subject=f"detect support for {name}",
+                              detail=e.detail) from None
+        p = Probe(name, False, f"{e.op}: {errno.errorcode.get(e.errno, e.errno)}"
+                  + (f" ({e.detail})" if e.detail else ""), min_kernel)
+    _cache[name] = p
+    return p
+
+
+# Trivial program bodies.
+_XDP_PASS = bytes.fromhex("b700000002000000" "9500000000000000")
+
+
+def frags() -> Probe:
+    def run() -> str:
+        with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_frags",
+                           prog_flags=0x20):
+            return "XDP program with BPF_F_XDP_HAS_FRAGS loads"
+    return _cached("frags", "5.18", run)
+
+
+def xdp_link() -> Probe:
+    def run() -> str:
+        # An XDP_PASS link on the loopback in skb mode, closed at once (which detaches it).
+        # EBUSY/EEXIST means the hook is taken, but the kernel knows XDP links.
+        with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_link") as p:
+            try:
+                link = bpf.link_create(p.fd, 1, bpf.BPF_XDP, flags=2)
+                link.close()
+            except KernelError as e:
+                if e.errno not in (errno.EBUSY, errno.EEXIST):
+                    raise
+        return "BPF_LINK_CREATE knows BPF_XDP"
+    return _cached("bpf_link_xdp", "5.9", run)
+
+
+@cache
+def _dispatcher_spec():  # type: ignore[no-untyped-def]
+    from .dispatch import dispatcher_object
+
+    return dispatcher_object()
+
+
+def freplace() -> Probe:
+    """Load a 1-slot dispatcher and an extension replacing its main function."""
+    def run() -> str:
+        from .dispatch import load_dispatcher, probe_extension
+
+        with load_dispatcher([], [], [], frags=False, slots=1) as disp:
+            probe_extension(disp)
+        return "BPF_PROG_TYPE_EXT loads and links to a dispatcher"
+    return _cached("freplace", "5.10", run)
+
+
+def pkt_changing_stubs() -> Probe:
+    """Whether the kernel checks that an extension changing packet data replaces a function
+    that does too (≈6.13 and stable backports). Our stubs satisfy it either way."""
+    rel = os.uname().release
+    return Probe("packet_changing_rule", True,
+                 f"our dispatcher stubs call bpf_xdp_adjust_tail(ctx, 0); kernel {rel}", "6.13")
+
+
+def bpffs(root: str) -> Probe:
+    from .syscalls.bpffs import is_bpffs
+
+    ok = is_bpffs(root)
+    return Probe("bpffs", ok, f"{root} {'is' if ok else 'is not'} a BPF filesystem")
+
+
+def all_probes(root: str) -> dict[str, Probe]:
+    out = {}
+    for fn in (freplace, frags, xdp_link, pkt_changing_stubs):
+        try:
+            p = fn()
+        except XdpDispatchError as e:
+            p = Probe(fn.__name__, False, f"inconclusive: {e.message}")
+        out[p.name] = p
+    out["bpffs"] = bpffs(root)
+    return out
+
+
+def require_root_for_probes() -> None:
+    if os.geteuid() != 0:
+        raise PrivilegeError("probing kernel features needs root (it loads test programs)")

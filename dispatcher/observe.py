@@ -1,0 +1,207 @@
+"""Gather what is attached to interfaces: netlink, program/map info, dispatcher pins.
+
+I/O only; interpretation lives in ``state.py``. Programs, maps and pins are
+opened briefly and closed before returning, except in ``open_chain`` whose
+caller owns the returned fds (used by changes).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from . import netlink, protocol
+from .errors import KernelError, XdpDispatchError
+from .obj.btf import Btf, BtfFormatError, BtfKind
+from .state import (
+    Component,
+    DispatcherInfo,
+    InterfaceState,
+    MapFacts,
+    ProgFacts,
+    components_from_config,
+    recognise,
+)
+from .syscalls import bpf
+from .syscalls.fd import OwnedFd
+
+
+def _btf_of(btf_id: int) -> Btf | None:
+    if not btf_id:
+        return None
+    try:
+        with bpf.btf_get_fd_by_id(btf_id) as fd:
+            return Btf.parse(bpf.btf_data(fd.fd))
+    except (KernelError, BtfFormatError):
+        return None
+
+
+def _func_names(btf: Btf | None) -> list[str]:
+    if btf is None:
+        return []
+    return [t.name for t in btf.types if t.kind == BtfKind.FUNC]
+
+
+def prog_facts(fd: int) -> tuple[ProgFacts, Btf | None]:
+    info = bpf.prog_info(fd)
+    btf = _btf_of(info.btf_id) if len(info.name) >= 15 or info.name == protocol.DISPATCHER_NAME else None
+    full = protocol.expand_name(info.name, _func_names(btf)) if btf else info.name
+    return ProgFacts(id=info.id, name=info.name, full_name=full, tag=info.tag_hex,
+                     btf_id=info.btf_id, map_ids=info.map_ids, load_time=info.load_time,
+                     xlated_insns=info.xlated_insn_cnt, prog_type=info.type), btf
+
+
+def _btf_version(btf: Btf | None) -> int:
+    if btf is None:
+        return 0
+    from .obj.elf import _dispatcher_version
+
+    return _dispatcher_version(btf)
+
+
+def _map_facts(map_id: int) -> MapFacts | None:
+    try:
+        with bpf.map_get_fd_by_id(map_id) as fd:
+            mi = bpf.map_info(fd.fd)
+            value = None
+            if mi.key_size == 4 and mi.max_entries == 1:
+                value = bpf.map_lookup(fd.fd, b"\0\0\0\0", mi.value_size)
+            return MapFacts(mi.id, mi.key_size, mi.value_size, mi.max_entries, mi.map_flags, value)
+    except KernelError:
+        return None
+
+
+@dataclass
+class OpenChain:
+    """An interface's chain with fds held open, for a change. Caller closes it."""
+
+    state: InterfaceState
+    main_fd: OwnedFd | None = None
+    component_fds: list[OwnedFd] = field(default_factory=list)
+    stack: ExitStack = field(default_factory=ExitStack)
+
+    def close(self) -> None:
+        self.stack.close()
+
+    def __enter__(self) -> OpenChain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_interface(xs: netlink.XdpState, root: str | None, keep_open: bool = False) -> OpenChain:
+    """Observe one interface. With ``keep_open``, the main program and component fds stay open."""
+    chain = OpenChain(InterfaceState(xs.ifname, xs.ifindex, None, "none"))
+    try:
+        chain.state = _read(xs, root, chain, keep_open)
+    except BaseException:
+        chain.close()
+        raise
+    return chain
+
+
+def _mode(xs: netlink.XdpState) -> str | None:
+    if xs.drv_prog_id:
+        return "native"
+    if xs.skb_prog_id:
+        return "skb"
+    if xs.hw_prog_id:
+        return "hw"
+    return None
+
+
+def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) -> InterfaceState:
+    hw = None
+    if xs.hw_prog_id:
+        try:
+            with bpf.prog_get_fd_by_id(xs.hw_prog_id) as fd:
+                hw, _ = prog_facts(fd.fd)
+        except KernelError:
+            hw = None
+    main_id = xs.drv_prog_id or xs.skb_prog_id
+    base = InterfaceState(xs.ifname, xs.ifindex, _mode(xs), "none", hw=hw)
+    if not main_id:
+        return base
+    try:
+        fd = bpf.prog_get_fd_by_id(main_id)
+    except KernelError as e:
+        if e.errno == errno.ENOENT:
+            raise _Vanished() from None
+        raise
+    chain.stack.callback(fd.close)
+    if keep:
+        chain.main_fd = fd
+    main, btf = prog_facts(fd.fd)
+    cfg_map = _map_facts(main.map_ids[0]) if len(main.map_ids) == 1 else None
+    rec = recognise(main, cfg_map, _btf_version(btf) if btf is not None else 0)
+    if not rec.is_dispatcher:
+        return InterfaceState(xs.ifname, xs.ifindex, base.mode, "legacy", main=main, hw=hw,
+                              problems=(rec.reason,) if rec.hard_error else ())
+    cfg = rec.config
+    assert cfg is not None
+    pdir = protocol.pin_dir(root, xs.ifindex, main.id) if root else ""
+    disp = DispatcherInfo(id=main.id, version=cfg.version, frags=cfg.is_xdp_frags, tag=main.tag,
+                          pin_dir=pdir)
+    problems: list[str] = []
+    if cfg.version > protocol.VERSION:
+        problems.append(f"dispatcher version {cfg.version} is newer than the version this tool "
+                        f"writes ({protocol.VERSION}); it can be read and removed, not changed")
+    progs: list[ProgFacts | None] = []
+    if not root:
+        problems.append("no bpffs: the dispatcher's component pins cannot be read")
+    elif not os.path.isdir(pdir):
+        problems.append(f"pin directory {pdir} is missing")
+    else:
+        for slot in range(cfg.num_progs_enabled):
+            path = f"{pdir}/prog{slot}-prog"
+            try:
+                pfd = bpf.obj_get(path)
+            except KernelError:
+                progs.append(None)
+                continue
+            chain.stack.callback(pfd.close)
+            if keep:
+                chain.component_fds.append(pfd)
+            facts, _ = prog_facts(pfd.fd)
+            progs.append(facts)
+    comps: tuple[Component, ...] = ()
+    if progs or not problems:
+        comps, missing = components_from_config(cfg, progs)
+        problems.extend(missing)
+    return InterfaceState(xs.ifname, xs.ifindex, base.mode, "dispatcher", main=main, hw=hw,
+                          dispatcher=disp, config=cfg, programs=comps, problems=tuple(problems))
+
+
+class _Vanished(Exception):
+    """The program disappeared between the netlink query and opening it."""
+
+
+def observe(xs: netlink.XdpState, root: str | None, keep_open: bool = False,
+            retries: int = 10) -> OpenChain:
+    """``read_interface`` with libxdp's retry when the program vanishes mid-read."""
+    for _ in range(retries):
+        try:
+            return read_interface(xs, root, keep_open)
+        except _Vanished:
+            xs = netlink.read_xdp(xs.ifindex)
+    raise XdpDispatchError(f"{xs.ifname}: the attached program keeps changing; try again")
+
+
+def status(iface: str | None = None, netns: str | None = None,
+           root: str | None = None) -> list[InterfaceState]:
+    """Observe every interface (or one). One interface's error never hides the others."""
+    if iface is not None:
+        links = [netlink.read_xdp(netlink.ifindex_of(iface, netns=netns), netns=netns)]
+    else:
+        links = netlink.list_links(netns=netns)
+    out = []
+    for xs in links:
+        try:
+            with observe(xs, root) as ch:
+                out.append(ch.state)
+        except XdpDispatchError as e:
+            out.append(InterfaceState(xs.ifname, xs.ifindex, None, "none", error=e.message))
+    return out

@@ -1,0 +1,161 @@
+"""What is on an interface, as plain values, and the pure rules that interpret raw facts.
+
+``observe.py`` gathers facts from the kernel (netlink, prog/map info, pins); the
+functions here decide what those facts mean, following libxdp's recognition
+rules, so they can be tested without a kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import protocol
+from .obj.spec import actions_to_names
+
+BPF_F_RDONLY_PROG = 0x80
+
+
+@dataclass(frozen=True, slots=True)
+class ProgFacts:
+    """Raw facts about one loaded program."""
+
+    id: int
+    name: str              # kernel name (<= 15 chars)
+    full_name: str         # BTF-expanded name (libxdp's rule)
+    tag: str               # 16 hex digits
+    btf_id: int
+    map_ids: tuple[int, ...]
+    load_time: int = 0
+    xlated_insns: int = 0
+    prog_type: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class MapFacts:
+    id: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    map_flags: int
+    value: bytes | None    # key 0, if readable
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    slot: int
+    name: str
+    id: int
+    tag: str
+    priority: int
+    chain_call_actions: tuple[str, ...]
+    frags: bool
+    load_time: int = 0
+    xlated_insns: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {"slot": self.slot, "name": self.name, "id": self.id, "tag": self.tag,
+                "priority": self.priority, "chain_call_actions": list(self.chain_call_actions),
+                "frags": self.frags}
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherInfo:
+    id: int
+    version: int
+    frags: bool
+    name: str = protocol.DISPATCHER_NAME
+    tag: str = ""
+    ours: bool | None = None
+    pin_dir: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.id, "version": self.version, "frags": self.frags}
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceState:
+    """One interface as observed. kind: none | legacy | dispatcher."""
+
+    name: str
+    ifindex: int
+    mode: str | None                       # skb | native | hw | None
+    kind: str
+    main: ProgFacts | None = None          # the attached (non-HW) program
+    hw: ProgFacts | None = None
+    dispatcher: DispatcherInfo | None = None
+    config: protocol.DispatcherConfig | None = None
+    programs: tuple[Component, ...] = ()
+    problems: tuple[str, ...] = ()         # precise notes: missing pins, unsupported version …
+    error: str | None = None               # could not be read at all
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name, "ifindex": self.ifindex, "mode": self.mode, "kind": self.kind,
+            "dispatcher": self.dispatcher.to_json() if self.dispatcher else None,
+            "programs": [c.to_json() for c in self.programs],
+            "main": ({"id": self.main.id, "name": self.main.full_name, "tag": self.main.tag}
+                     if self.main and self.kind == "legacy" else None),
+            "problems": list(self.problems),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Recognition:
+    """Result of libxdp's recognition rules applied to the attached program."""
+
+    is_dispatcher: bool
+    version: int = 0
+    config: protocol.DispatcherConfig | None = None
+    reason: str = ""               # why it is legacy, or what is wrong
+    hard_error: bool = False       # libxdp would fail the whole query (EINVAL/EOPNOTSUPP)
+
+
+def recognise(prog: ProgFacts, cfg_map: MapFacts | None, btf_version: int) -> Recognition:
+    """libxdp 1.3 rules: BTF present, name xdp_dispatcher, exactly one map of the right shape,
+    version from the magic byte or from the BTF marker."""
+    if prog.btf_id == 0:
+        return Recognition(False, reason="program has no BTF")
+    if prog.name != protocol.DISPATCHER_NAME:
+        return Recognition(False, reason="not named xdp_dispatcher")
+    if len(prog.map_ids) != 1 or cfg_map is None:
+        return Recognition(False, reason=f"references {len(prog.map_ids)} maps, not 1")
+    m = cfg_map
+    if not (m.key_size == 4 and m.value_size >= 2 and m.max_entries == 1
+            and m.map_flags & BPF_F_RDONLY_PROG):
+        return Recognition(False, reason="config map has the wrong shape", hard_error=True)
+    if m.value is None:
+        return Recognition(False, reason="config map cannot be read", hard_error=True)
+    try:
+        cfg = protocol.decode_config(m.value, btf_version)
+    except ValueError as e:
+        if m.value[:1] != bytes([protocol.MAGIC]) and btf_version == 0:
+            return Recognition(False, reason="no dispatcher version marker")
+        return Recognition(False, reason=str(e), hard_error=True)
+    return Recognition(True, version=cfg.version, config=cfg)
+
+
+def components_from_config(cfg: protocol.DispatcherConfig,
+                           progs: list[ProgFacts | None]) -> tuple[tuple[Component, ...], tuple[str, ...]]:
+    """Components of a dispatcher: prio/actions from the config map, identity from the pins."""
+    comps = []
+    problems = []
+    for slot in range(cfg.num_progs_enabled):
+        p = progs[slot] if slot < len(progs) else None
+        if p is None:
+            problems.append(f"slot {slot}: pinned program missing (prog{slot}-prog)")
+            continue
+        comps.append(Component(
+            slot=slot, name=p.full_name, id=p.id, tag=p.tag, priority=cfg.run_prios[slot],
+            chain_call_actions=actions_to_names(cfg.chain_call_actions[slot] & 0x7FFFFFFF),
+            frags=bool(cfg.program_flags[slot] & protocol.BPF_F_XDP_HAS_FRAGS),
+            load_time=p.load_time, xlated_insns=p.xlated_insns))
+    return tuple(comps), tuple(problems)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    interfaces: tuple[InterfaceState, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        return {"interfaces": [i.to_json() for i in self.interfaces]}

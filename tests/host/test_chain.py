@@ -1,0 +1,308 @@
+"""Multi-program chains by the libxdp protocol: needs freplace (runs in the VM tier).
+
+Real packets: echo replies from the peer netns enter the root-side veth end, whose XDP
+hook runs the chain. libxdp's xdp-loader is the compatibility oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.cli import assert_one_line_error, run_cli
+from tests.host import nettools
+from tests.objects import DEBIAN_BPF_DIR, example
+
+pytestmark = [pytest.mark.host_kernel, pytest.mark.freplace]
+
+XDP_DIR = "/sys/fs/bpf/xdp"
+needs_xdp_loader = pytest.mark.skipif(shutil.which("xdp-loader") is None,
+                                      reason="xdp-loader (xdp-tools) not installed: no oracle")
+
+
+def status(iface: str) -> dict:  # type: ignore[type-arg]
+    (st,) = json.loads(run_cli("status", iface, "--json", check=True).stdout)["interfaces"]
+    return st  # type: ignore[no-any-return]
+
+
+def chain(iface: str) -> list[tuple[str, int, int, tuple[str, ...]]]:
+    st = status(iface)
+    assert st["kind"] == "dispatcher", st
+    return [(p["name"], p["id"], p["priority"], tuple(p["chain_call_actions"])) for p in st["programs"]]
+
+
+def pin_dirs() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(XDP_DIR) if n.startswith("dispatch-"))
+    except FileNotFoundError:
+        return []
+
+
+def counter_packets(prog_id: int) -> int:
+    from dispatcher.syscalls import bpf
+
+    with bpf.prog_get_fd_by_id(prog_id) as pfd:
+        (map_id,) = bpf.prog_info(pfd.fd).map_ids
+    with bpf.map_get_fd_by_id(map_id) as mfd:
+        raw = bpf.map_lookup(mfd.fd, b"\0\0\0\0", bpf.percpu_value_size(16))
+    assert raw is not None
+    return sum(int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 16))
+
+
+def load(iface: str, *objs: str, prio: int | None = None, actions: str | None = None,
+         check: bool = True) -> subprocess.CompletedProcess[str]:
+    args = ["load", iface, *objs, "-m", "skb"]
+    if prio is not None:
+        args += ["-p", str(prio)]
+    if actions is not None:
+        args += ["-A", actions]
+    return run_cli(*args, check=check)
+
+
+@pytest.fixture
+def veth(netns_veth):  # type: ignore[no-untyped-def]
+    yield netns_veth
+    run_cli("unload", netns_veth.host_if, "--all")
+    assert not [d for d in pin_dirs() if d.startswith(f"dispatch-{netns_veth.host_ifindex}-")]
+
+
+def test_single_program_replaces_main_function(veth) -> None:  # type: ignore[no-untyped-def]
+    load(veth.host_if, example("xdp_drop_icmp"))
+    st = status(veth.host_if)
+    assert st["dispatcher"]["version"] == 2 and len(st["programs"]) == 1
+    assert not nettools.ping(veth.peer_ip, count=2)
+    d = pin_dirs()
+    assert d == [f"dispatch-{veth.host_ifindex}-{st['dispatcher']['id']}"]
+    assert sorted(os.listdir(f"{XDP_DIR}/{d[0]}")) == ["prog0-link", "prog0-prog"]
+
+
+def test_order_decides_what_the_counter_sees(veth) -> None:  # type: ignore[no-untyped-def]
+    load(veth.host_if, example("xdp_counter"), prio=10)
+    load(veth.host_if, example("xdp_drop_icmp"), prio=20)
+    (c_name, c_id, _, _), (d_name, _, _, _) = chain(veth.host_if)
+    assert (c_name, d_name) == ("xdp_counter", "xdp_drop_icmp")
+    before = counter_packets(c_id)
+    assert not nettools.ping(veth.peer_ip, count=3)
+    assert counter_packets(c_id) - before >= 3          # counted, then dropped
+    # Move the ICMP drop in front: the counter no longer sees echo replies.
+    drop_id = chain(veth.host_if)[1][1]
+    run_cli("unload", veth.host_if, "-i", str(drop_id), check=True)
+    load(veth.host_if, example("xdp_drop_icmp"), prio=5)
+    names = [n for n, *_ in chain(veth.host_if)]
+    assert names == ["xdp_drop_icmp", "xdp_counter"]
+    assert chain(veth.host_if)[1][1] == c_id              # the counter kept its id
+    before = counter_packets(c_id)
+    assert not nettools.ping(veth.peer_ip, count=3)
+    assert counter_packets(c_id) - before <= 1           # at most an ARP frame
+
+
+def test_chain_actions_continue_or_stop(veth) -> None:  # type: ignore[no-untyped-def]
+    # DROP is a chain-call action of the first slot: the chain goes on, the last slot passes.
+    load(veth.host_if, example("xdp_drop_icmp"), prio=10, actions="XDP_PASS,XDP_DROP")
+    load(veth.host_if, example("xdp_counter"), prio=20)
+    assert chain(veth.host_if)[0][3] == ("XDP_DROP", "XDP_PASS")
+    c_id = chain(veth.host_if)[1][1]
+    before = counter_packets(c_id)
+    assert nettools.ping(veth.peer_ip, count=3)
+    assert counter_packets(c_id) - before >= 3
+
+
+def test_last_slot_chain_action_gives_pass(veth) -> None:  # type: ignore[no-untyped-def]
+    load(veth.host_if, example("xdp_pass"), prio=10)
+    load(veth.host_if, example("xdp_drop_icmp"), prio=20, actions="XDP_PASS,XDP_DROP")
+    assert nettools.ping(veth.peer_ip, count=2)   # DROP continues; after the last slot: PASS
+
+
+def test_ten_slots_and_the_eleventh_refused(veth) -> None:  # type: ignore[no-untyped-def]
+    objs = [example("xdp_pass")] * 9 + [example("xdp_counter")]
+    load(veth.host_if, *objs, prio=30)
+    ch = chain(veth.host_if)
+    assert len(ch) == 10
+    assert ch[0][0] == "xdp_counter"    # same priority: name order (strcmp)
+    before = [i for _, i, _, _ in ch]
+    assert nettools.ping(veth.peer_ip, count=1)
+    cp = load(veth.host_if, example("xdp_pass"), check=False)
+    assert_one_line_error(cp, "11 programs", "10 slots")
+    assert [i for _, i, _, _ in chain(veth.host_if)] == before
+    assert len(pin_dirs()) == 1
+
+
+def test_priorities_and_tie_breaks(veth) -> None:  # type: ignore[no-untyped-def]
+    load(veth.host_if, example("xdp_pass"), prio=40)
+    old_id = chain(veth.host_if)[0][1]
+    # Same priority and name: the loaded program sorts before the new one.
+    load(veth.host_if, example("xdp_pass"), example("xdp_counter"), example("xdp_runcfg"), prio=40)
+    ch = chain(veth.host_if)
+    assert [n for n, *_ in ch] == ["xdp_counter", "xdp_pass", "xdp_pass", "xdp_runcfg"]
+    assert ch[1][1] == old_id
+    # Lower priority first regardless of name; the object's run config is used when no -p.
+    load(veth.host_if, example("xdp_runcfg"))
+    ch = chain(veth.host_if)
+    assert (ch[0][0], ch[0][2], ch[0][3]) == ("xdp_runcfg", 10, ("XDP_DROP", "XDP_PASS"))
+
+
+def test_add_remove_keeps_ids_and_map_contents(veth) -> None:  # type: ignore[no-untyped-def]
+    load(veth.host_if, example("xdp_counter"), prio=10)
+    load(veth.host_if, example("xdp_pass"), prio=20)
+    (_, c_id, _, _), (_, p_id, _, _) = chain(veth.host_if)
+    assert nettools.ping(veth.peer_ip, count=3)
+    counted = counter_packets(c_id)
+    assert counted >= 3
+    load(veth.host_if, example("xdp_runcfg"), prio=30)
+    assert [i for _, i, _, _ in chain(veth.host_if)][:2] == [c_id, p_id]
+    run_cli("unload", veth.host_if, "-i", str(p_id), check=True)
+    ids = [i for _, i, _, _ in chain(veth.host_if)]
+    assert ids[0] == c_id and p_id not in ids and len(ids) == 2
+    assert counter_packets(c_id) >= counted
+    assert len(pin_dirs()) == 1
+
+
+def test_no_packet_lost_during_changes(veth) -> None:  # type: ignore[no-untyped-def]
+    load(veth.host_if, example("xdp_counter"), prio=10)
+    ping = subprocess.Popen(["ping", "-n", "-q", "-i", "0.02", "-c", "150", veth.peer_ip],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for prio in (20, 30, 40):
+            load(veth.host_if, example("xdp_pass"), prio=prio)
+        for _n, pid, prio, _a in list(chain(veth.host_if)):
+            if prio in (20, 40):
+                run_cli("unload", veth.host_if, "-i", str(pid), check=True)
+        out, _ = ping.communicate(timeout=60)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+            ping.wait()
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert m, out
+    assert m.group(1) == m.group(2), out
+
+
+@needs_xdp_loader
+def test_xdp_loader_reads_and_changes_our_chain(veth) -> None:  # type: ignore[no-untyped-def]
+    load(veth.host_if, example("xdp_counter"), prio=10)
+    load(veth.host_if, example("xdp_drop_icmp"), prio=20, actions="XDP_PASS")
+    load(veth.host_if, example("xdp_runcfg"), prio=30)
+    ours = chain(veth.host_if)
+    theirs = _xdp_loader_status(veth.host_if)
+    assert theirs["dispatcher_id"] == status(veth.host_if)["dispatcher"]["id"]
+    assert theirs["programs"] == [(p, n, i, status_tag(veth.host_if, i), ",".join(a))
+                                  for n, i, p, a in ours]
+    # xdp-loader adds one to our chain and removes one of ours; we read the result exactly.
+    cp = subprocess.run(["xdp-loader", "load", "-m", "skb", "-p", "25", veth.host_if,
+                         example("xdp_pass")], capture_output=True, text=True)
+    assert cp.returncode == 0, cp.stderr
+    drop_id = ours[1][1]
+    cp = subprocess.run(["xdp-loader", "unload", veth.host_if, "-i", str(drop_id)],
+                        capture_output=True, text=True)
+    assert cp.returncode == 0, cp.stderr
+    after = chain(veth.host_if)
+    assert [(n, p) for n, _i, p, _a in after] == [("xdp_counter", 10), ("xdp_pass", 25),
+                                                   ("xdp_runcfg", 30)]
+    assert after[0][1] == ours[0][1] and after[2][1] == ours[2][1]
+    theirs = _xdp_loader_status(veth.host_if)
+    assert [(p, n, i) for p, n, i, _t, _a in theirs["programs"]] == [(p, n, i) for n, i, p, _a in after]
+    assert len(pin_dirs()) == 1
+    assert nettools.ping(veth.peer_ip, count=1)
+
+
+@needs_xdp_loader
+def test_we_read_and_change_xdp_loader_chain(veth) -> None:  # type: ignore[no-untyped-def]
+    for obj, prio in (("xdp_counter", 10), ("xdp_drop_icmp", 20), ("xdp_pass", 30)):
+        cp = subprocess.run(["xdp-loader", "load", "-m", "skb", "-p", str(prio), veth.host_if,
+                             example(obj)], capture_output=True, text=True)
+        assert cp.returncode == 0, cp.stderr
+    theirs = _xdp_loader_status(veth.host_if)
+    ours = chain(veth.host_if)
+    assert [(p, n, i) for p, n, i, _t, _a in theirs["programs"]] == [(p, n, i) for n, i, p, _a in ours]
+    load(veth.host_if, example("xdp_runcfg"), prio=15)
+    drop_id = [i for n, i, _p, _a in chain(veth.host_if) if n == "xdp_drop_icmp"][0]
+    run_cli("unload", veth.host_if, "-i", str(drop_id), check=True)
+    after = chain(veth.host_if)
+    assert [n for n, *_ in after] == ["xdp_counter", "xdp_runcfg", "xdp_pass"]
+    theirs = _xdp_loader_status(veth.host_if)
+    assert [(p, n, i) for p, n, i, _t, _a in theirs["programs"]] == [(p, n, i) for n, i, p, _a in after]
+    assert nettools.ping(veth.peer_ip, count=1)
+    cp = subprocess.run(["xdp-loader", "unload", veth.host_if, "--all"], capture_output=True, text=True)
+    assert cp.returncode == 0, cp.stderr
+    assert status(veth.host_if)["kind"] == "none"
+    assert pin_dirs() == []
+
+
+@pytest.mark.skipif(not os.path.isdir(DEBIAN_BPF_DIR), reason="Debian xdp-tools objects not installed")
+def test_debian_objects_as_components(veth) -> None:  # type: ignore[no-untyped-def]
+    objs = [os.path.join(DEBIAN_BPF_DIR, n) for n in ("xdpdump_xdp.o", "xsk_def_xdp_prog.o",
+                                                      "xdpfilt_alw_all.o")]
+    pins_before = set(os.listdir("/sys/fs/bpf"))
+    try:
+        load(veth.host_if, *objs, example("xdp_counter"))
+        names = sorted(n for n, *_ in chain(veth.host_if))
+        assert names == sorted(["xdpdump", "xsk_def_prog", "xdpfilt_alw_all", "xdp_counter"])
+        assert nettools.ping(veth.peer_ip, count=1)
+    finally:
+        run_cli("unload", veth.host_if, "--all")
+        for n in set(os.listdir("/sys/fs/bpf")) - pins_before:
+            p = os.path.join("/sys/fs/bpf", n)
+            if os.path.isfile(p):
+                os.unlink(p)
+
+
+@pytest.mark.parametrize("step", ["dispatcher_loaded", "components_linked", "pinned"])
+def test_injected_failure_leaves_old_chain(veth, step: str) -> None:  # type: ignore[no-untyped-def]
+    load(veth.host_if, example("xdp_counter"), prio=10)
+    load(veth.host_if, example("xdp_drop_icmp"), prio=20)
+    before, dirs = chain(veth.host_if), pin_dirs()
+    cp = run_cli("load", veth.host_if, example("xdp_pass"), "-m", "skb",
+                 env={"XDP_DISPATCH_FAULT": step})
+    assert_one_line_error(cp, f"injected failure at step '{step}'")
+    assert chain(veth.host_if) == before and pin_dirs() == dirs
+    assert not nettools.ping(veth.peer_ip, count=2)   # the old chain still drops ICMP
+
+
+def test_kill_during_change_then_clean(veth) -> None:  # type: ignore[no-untyped-def]
+    load(veth.host_if, example("xdp_counter"), prio=10)
+    before, dirs = chain(veth.host_if), pin_dirs()
+    env = dict(os.environ, XDP_DISPATCH_FAULT="pinned:pause30",
+               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "load", veth.host_if,
+                             example("xdp_pass"), "-m", "skb"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(pin_dirs()) < len(dirs) + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(pin_dirs()) == len(dirs) + 1, "the new dispatcher was never pinned"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert chain(veth.host_if) == before                 # the old chain is still attached
+    assert nettools.ping(veth.peer_ip, count=1)
+    out = run_cli("clean", veth.host_if, check=True).stdout
+    assert out.count("removed") == 1
+    assert pin_dirs() == dirs and chain(veth.host_if) == before
+
+
+def status_tag(iface: str, prog_id: int) -> str:
+    for p in status(iface)["programs"]:
+        if p["id"] == prog_id:
+            return p["tag"]  # type: ignore[no-any-return]
+    raise AssertionError(prog_id)
+
+
+def _xdp_loader_status(iface: str) -> dict:  # type: ignore[type-arg]
+    out = subprocess.run(["xdp-loader", "status", iface], capture_output=True, text=True,
+                         check=True).stdout
+    res: dict = {"programs": []}  # type: ignore[type-arg]
+    for line in out.splitlines():
+        f = line.split()
+        if line.startswith(iface) and len(f) >= 5:
+            res["dispatcher_id"] = int(f[3])
+        elif line.startswith(" =>"):
+            # " =>  PRIO  NAME  ID  TAG  ACTIONS"
+            res["programs"].append((int(f[1]), f[2], int(f[3]), f[4], f[5] if len(f) > 5 else ""))
+    return res
