@@ -10,8 +10,12 @@ silently created.
 from __future__ import annotations
 
 import errno
+import importlib
+import importlib.util
 import os
 import re
+import sys
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,9 +91,42 @@ def _where(netns: str | None) -> str:
     return f" in network namespace '{netns}'" if netns else ""
 
 
+def _light_pyroute2() -> None:
+    """Make ``pyroute2`` importable without running its umbrella ``__init__``.
+
+    ``import pyroute2`` imports every subsystem (NDB, IPDB, conntrack, ipset, …): about
+    100 ms here and several seconds on slow filesystems (9p in our test VMs), while we
+    need only the rtnetlink socket. We register the bare package so that submodules
+    import on their own; any other top-level name asked of it later runs the real
+    ``__init__`` at that moment, so other users of pyroute2 see the full package.
+    """
+    if "pyroute2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return
+    pkg = types.ModuleType("pyroute2")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    pkg.__spec__ = spec
+    pkg.__file__ = spec.origin
+    pkg.__package__ = "pyroute2"
+    loader = spec.loader
+
+    def full(name: str) -> Any:
+        if importlib.util.find_spec(f"pyroute2.{name}") is not None:
+            return importlib.import_module(f"pyroute2.{name}")
+        del pkg.__dict__["__getattr__"]
+        loader.exec_module(pkg)
+        return getattr(pkg, name)
+
+    pkg.__getattr__ = full  # type: ignore[attr-defined]
+    sys.modules["pyroute2"] = pkg
+
+
 def _pyroute2() -> tuple[Any, type[Exception]]:
-    """(IPRoute, NetlinkError), imported on first use: pyroute2 is slow to import."""
-    from pyroute2 import IPRoute  # type: ignore[import-untyped, unused-ignore]
+    """(IPRoute, NetlinkError), imported on first use (see ``_light_pyroute2``)."""
+    _light_pyroute2()
+    from pyroute2.iproute.linux import IPRoute  # type: ignore[import-untyped, unused-ignore]
     from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped, unused-ignore]
         NetlinkError,
     )
