@@ -42,7 +42,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("objects", metavar="OBJ", nargs="+")
     sp.add_argument("-m", "--mode", choices=["native", "skb", "hw"], default="native",
                     help="attach mode (default: native)")
-    sp.add_argument("-p", "--prio", type=int, help="run priority (overrides the object's run config)")
+    sp.add_argument("-p", "-P", "--prio", type=int,
+                    help="run priority (overrides the object's run config; -P as in xdp-loader)")
     sp.add_argument("-A", "--actions", help="chain-call actions, e.g. XDP_PASS,XDP_DROP "
                     "(overrides the object's run config)")
     g = sp.add_mutually_exclusive_group()

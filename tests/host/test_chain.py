@@ -28,8 +28,11 @@ needs_xdp_loader = pytest.mark.skipif(shutil.which("xdp-loader") is None,
 
 
 def status(iface: str) -> dict:  # type: ignore[type-arg]
-    (st,) = json.loads(run_cli("status", iface, "--json", check=True).stdout)["interfaces"]
-    return st  # type: ignore[no-any-return]
+    """Our status, in-process (the CLI's JSON is the same dict; CLI runs are slow under TCG)."""
+    import dispatcher
+
+    (st,) = dispatcher.status(iface)
+    return st.to_json()  # type: ignore[no-any-return]
 
 
 def chain(iface: str) -> list[tuple[str, int, int, tuple[str, ...]]]:
@@ -57,24 +60,36 @@ def counter_packets(prog_id: int) -> int:
 
 
 def load(iface: str, *objs: str, prio: int | None = None, actions: str | None = None,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
+         check: bool = True, cli: bool = False) -> subprocess.CompletedProcess[str] | None:
+    """Add programs: through the CLI when ``cli``, else through the in-process API."""
     args = ["load", iface, *objs, "-m", "skb"]
     if prio is not None:
         args += ["-p", str(prio)]
     if actions is not None:
         args += ["-A", actions]
-    return run_cli(*args, check=check)
+    if cli or not check:
+        return run_cli(*args, check=check)
+    import dispatcher
+
+    dispatcher.load(iface, list(objs), mode="skb", priority=prio, actions=actions)
+    return None
+
+
+def unload(iface: str, *ids: int) -> None:
+    import dispatcher
+
+    dispatcher.unload(iface, ids=list(ids), all=not ids)
 
 
 @pytest.fixture
 def veth(netns_veth):  # type: ignore[no-untyped-def]
     yield netns_veth
-    run_cli("unload", netns_veth.host_if, "--all")
+    unload(netns_veth.host_if)
     assert not [d for d in pin_dirs() if d.startswith(f"dispatch-{netns_veth.host_ifindex}-")]
 
 
 def test_single_program_replaces_main_function(veth) -> None:  # type: ignore[no-untyped-def]
-    load(veth.host_if, example("xdp_drop_icmp"))
+    load(veth.host_if, example("xdp_drop_icmp"), cli=True)
     st = status(veth.host_if)
     assert st["dispatcher"]["version"] == 2 and len(st["programs"]) == 1
     assert not nettools.ping(veth.peer_ip, count=2)
@@ -94,7 +109,7 @@ def test_order_decides_what_the_counter_sees(veth) -> None:  # type: ignore[no-u
     # Move the ICMP drop in front: the counter no longer sees echo replies.
     drop_id = chain(veth.host_if)[1][1]
     run_cli("unload", veth.host_if, "-i", str(drop_id), check=True)
-    load(veth.host_if, example("xdp_drop_icmp"), prio=5)
+    load(veth.host_if, example("xdp_drop_icmp"), prio=5, cli=True)
     names = [n for n, *_ in chain(veth.host_if)]
     assert names == ["xdp_drop_icmp", "xdp_counter"]
     assert chain(veth.host_if)[1][1] == c_id              # the counter kept its id
@@ -157,7 +172,7 @@ def test_add_remove_keeps_ids_and_map_contents(veth) -> None:  # type: ignore[no
     assert counted >= 3
     load(veth.host_if, example("xdp_runcfg"), prio=30)
     assert [i for _, i, _, _ in chain(veth.host_if)][:2] == [c_id, p_id]
-    run_cli("unload", veth.host_if, "-i", str(p_id), check=True)
+    unload(veth.host_if, p_id)
     ids = [i for _, i, _, _ in chain(veth.host_if)]
     assert ids[0] == c_id and p_id not in ids and len(ids) == 2
     assert counter_packets(c_id) >= counted
@@ -173,7 +188,7 @@ def test_no_packet_lost_during_changes(veth) -> None:  # type: ignore[no-untyped
             load(veth.host_if, example("xdp_pass"), prio=prio)
         for _n, pid, prio, _a in list(chain(veth.host_if)):
             if prio in (20, 40):
-                run_cli("unload", veth.host_if, "-i", str(pid), check=True)
+                unload(veth.host_if, pid)
         out, _ = ping.communicate(timeout=60)
     finally:
         if ping.poll() is None:
@@ -195,7 +210,7 @@ def test_xdp_loader_reads_and_changes_our_chain(veth) -> None:  # type: ignore[n
     assert theirs["programs"] == [(p, n, i, status_tag(veth.host_if, i), ",".join(a))
                                   for n, i, p, a in ours]
     # xdp-loader adds one to our chain and removes one of ours; we read the result exactly.
-    cp = subprocess.run(["xdp-loader", "load", "-m", "skb", "-p", "25", veth.host_if,
+    cp = subprocess.run(["xdp-loader", "load", "-m", "skb", "-P", "25", veth.host_if,
                          example("xdp_pass")], capture_output=True, text=True)
     assert cp.returncode == 0, cp.stderr
     drop_id = ours[1][1]
@@ -215,7 +230,7 @@ def test_xdp_loader_reads_and_changes_our_chain(veth) -> None:  # type: ignore[n
 @needs_xdp_loader
 def test_we_read_and_change_xdp_loader_chain(veth) -> None:  # type: ignore[no-untyped-def]
     for obj, prio in (("xdp_counter", 10), ("xdp_drop_icmp", 20), ("xdp_pass", 30)):
-        cp = subprocess.run(["xdp-loader", "load", "-m", "skb", "-p", str(prio), veth.host_if,
+        cp = subprocess.run(["xdp-loader", "load", "-m", "skb", "-P", str(prio), veth.host_if,
                              example(obj)], capture_output=True, text=True)
         assert cp.returncode == 0, cp.stderr
     theirs = _xdp_loader_status(veth.host_if)
@@ -223,7 +238,7 @@ def test_we_read_and_change_xdp_loader_chain(veth) -> None:  # type: ignore[no-u
     assert [(p, n, i) for p, n, i, _t, _a in theirs["programs"]] == [(p, n, i) for n, i, p, _a in ours]
     load(veth.host_if, example("xdp_runcfg"), prio=15)
     drop_id = [i for n, i, _p, _a in chain(veth.host_if) if n == "xdp_drop_icmp"][0]
-    run_cli("unload", veth.host_if, "-i", str(drop_id), check=True)
+    unload(veth.host_if, drop_id)
     after = chain(veth.host_if)
     assert [n for n, *_ in after] == ["xdp_counter", "xdp_runcfg", "xdp_pass"]
     theirs = _xdp_loader_status(veth.host_if)
@@ -246,7 +261,7 @@ def test_debian_objects_as_components(veth) -> None:  # type: ignore[no-untyped-
         assert names == sorted(["xdpdump", "xsk_def_prog", "xdpfilt_alw_all", "xdp_counter"])
         assert nettools.ping(veth.peer_ip, count=1)
     finally:
-        run_cli("unload", veth.host_if, "--all")
+        unload(veth.host_if)
         for n in set(os.listdir("/sys/fs/bpf")) - pins_before:
             p = os.path.join("/sys/fs/bpf", n)
             if os.path.isfile(p):
