@@ -187,15 +187,13 @@ def clean(iface: str | None = None, *, netns: str | None = None) -> list[str]:
 
 def probe_features(iface: str | None = None, *, netns: str | None = None) -> dict[str, object]:
     from . import features as feat
-    from . import netlink
     from .syscalls import bpffs
 
     _require_root("probing kernel features")
     probes = feat.all_probes(bpffs.bpffs_root())
     out: dict[str, object] = {k: v.to_json() for k, v in probes.items()}
     if iface:
-        out["interface"] = netlink.xdp_modes(iface, netns=netns) if hasattr(netlink, "xdp_modes") \
-            else {"name": iface, "ifindex": netlink.ifindex_of(iface, netns=netns)}
+        out["interface"] = feat.interface_modes(iface, netns=netns)
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
 from . import loader, protocol
 from .errors import ObjectFileError
@@ -18,6 +19,9 @@ from .obj.elf import read_object
 from .obj.spec import PROG_TYPE_EXT, ObjectSpec, ProgramSpec
 from .syscalls import bpf
 from .syscalls.fd import OwnedFd
+
+if TYPE_CHECKING:
+    from .features import Probe
 
 OBJECT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "dispatcher.o")
 
@@ -89,16 +93,26 @@ def _stub_program(slot: int = 0) -> ProgramSpec:
                        expected_attach_type=0, prog_flags=0, function=f)
 
 
-def probe_extension(disp: LoadedDispatcher) -> None:
-    """Load a stub as an extension of ``disp``'s slot 0 and link it (raises KernelError)."""
+def probe_extension(disp: LoadedDispatcher) -> Probe:
+    """Load a stub as an extension of ``disp``'s slot 0 (raises KernelError if refused), then
+    link it with an explicit target; returns the re-attach probe's result."""
+    from .errors import KernelError
+    from .features import Probe
+
     spec = dispatcher_object()
-    name, btf_id = disp.target(0)
+    _name, btf_id = disp.target(0)
     with loader.open_object(spec, only_maps=[]) as lo:
         p = loader.load_program(lo, _stub_program(0), prog_type=PROG_TYPE_EXT,
                                 attach_prog_fd=disp.fd, attach_btf_id=btf_id, name="probe_ext")
         with p.fd:
-            link = bpf.link_create(p.fd.fd, disp.fd, 0, target_btf_id=btf_id)
+            try:
+                link = bpf.link_create(p.fd.fd, disp.fd, 0, target_btf_id=btf_id)
+            except KernelError as e:
+                return Probe("freplace_reattach", False, f"BPF_LINK_CREATE with a target: "
+                             f"{e.message}", "5.10")
             link.close()
+    return Probe("freplace_reattach", True, "BPF_LINK_CREATE with target_fd + target_btf_id",
+                 "5.10")
 
 
 def load_component(obj: ObjectSpec, prog: ProgramSpec, disp: LoadedDispatcher, slot: int, *,

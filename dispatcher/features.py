@@ -89,17 +89,31 @@ def freplace() -> Probe:
         from .dispatch import load_dispatcher, probe_extension
 
         with load_dispatcher([], [], [], frags=False, slots=1) as disp:
-            probe_extension(disp)
-        return "BPF_PROG_TYPE_EXT loads and links to a dispatcher"
-    return _cached("freplace", "5.10", run)
+            ok = probe_extension(disp)
+        _cache["freplace_reattach"] = ok
+        return "BPF_PROG_TYPE_EXT loads against our dispatcher"
+    return _cached("freplace", "5.6", run)
+
+
+def freplace_reattach() -> Probe:
+    """BPF_LINK_CREATE of an extension with an explicit target (what re-attaching kept
+    components to a new dispatcher needs)."""
+    if "freplace_reattach" not in _cache:
+        fr = freplace()
+        if not fr.supported:
+            _cache["freplace_reattach"] = Probe("freplace_reattach", False,
+                                                f"no freplace ({fr.detail})", "5.10")
+    return _cache["freplace_reattach"]
 
 
 def pkt_changing_stubs() -> Probe:
     """Whether the kernel checks that an extension changing packet data replaces a function
     that does too (≈6.13 and stable backports). Our stubs satisfy it either way."""
     rel = os.uname().release
-    return Probe("packet_changing_rule", True,
-                 f"our dispatcher stubs call bpf_xdp_adjust_tail(ctx, 0); kernel {rel}", "6.13")
+    return Probe("packet_changing_stubs", True,
+                 "not probed: our stubs call bpf_xdp_adjust_tail(ctx, 0), so extensions that "
+                 f"change packet data are accepted with or without the kernel's check ({rel})",
+                 "6.13")
 
 
 def bpffs(root: str) -> Probe:
@@ -109,9 +123,35 @@ def bpffs(root: str) -> Probe:
     return Probe("bpffs", ok, f"{root} {'is' if ok else 'is not'} a BPF filesystem")
 
 
+def interface_modes(iface: str, netns: str | None = None) -> dict[str, object]:
+    """Which XDP attach modes ``iface`` accepts. Probed by attaching an XDP_PASS program
+    (native, then hw) and detaching it at once; only when nothing is attached."""
+    from . import netlink
+
+    ifindex = netlink.ifindex_of(iface, netns=netns)
+    xs = netlink.read_xdp(ifindex, netns=netns)
+    out: dict[str, object] = {"name": iface, "ifindex": ifindex, "skb": True,
+                              "attached_mode": xs.mode_name}
+    if xs.prog_id or xs.hw_prog_id:
+        out["native"] = None
+        out["hw"] = None
+        out["detail"] = "a program is attached: native/hw not probed (unknown)"
+        return out
+    with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_mode") as p:
+        for mode, flag in (("native", 4), ("hw", 8)):
+            try:
+                netlink.attach_xdp(ifindex, p.fd, flag, no_exist=True, netns=netns)
+            except XdpDispatchError:
+                out[mode] = False
+                continue
+            netlink.detach_xdp(ifindex, flag, netns=netns)
+            out[mode] = True
+    return out
+
+
 def all_probes(root: str) -> dict[str, Probe]:
     out = {}
-    for fn in (freplace, frags, xdp_link, pkt_changing_stubs):
+    for fn in (freplace, freplace_reattach, frags, xdp_link, pkt_changing_stubs):
         try:
             p = fn()
         except XdpDispatchError as e:

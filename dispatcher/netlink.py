@@ -119,7 +119,7 @@ def _light_pyroute2() -> None:
         loader.exec_module(pkg)
         return getattr(pkg, name)
 
-    pkg.__getattr__ = full  # type: ignore[attr-defined]
+    setattr(pkg, "__getattr__", full)  # noqa: B010  (module-level __getattr__, PEP 562)
     sys.modules["pyroute2"] = pkg
 
 
