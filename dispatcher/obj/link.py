@@ -41,7 +41,10 @@ class LinkedProgram:
 
 def link_program(obj: ObjectSpec, prog: ProgramSpec, map_fds: Mapping[str, int]) -> LinkedProgram:
     """Link ``prog`` of ``obj``. ``map_fds`` maps MapSpec.name -> fd (borrowed ints)."""
-    return _Linker(obj, map_fds).link(prog)
+    try:
+        return _Linker(obj, map_fds).link(prog)
+    except struct.error as e:   # an offset or immediate that does not fit: a corrupt object
+        raise ObjectFileError(f"{obj.path}: program {prog.name}: malformed relocation ({e})") from None
 
 
 def referenced_maps(obj: ObjectSpec, prog: ProgramSpec) -> list[str]:
@@ -137,6 +140,11 @@ class _Linker:
                     fd = self.map_fds.get(r.map_name)
                     if fd is None:
                         raise self.err(prog, f"map '{r.map_name}' was not created")
+                    if r.kind == RelocKind.DATA:
+                        m = self.obj.map_by_name(r.map_name)
+                        if m is None or not 0 <= r.offset < max(m.value_size, 1):
+                            raise self.err(prog, f"reference to offset {r.offset} of {r.map_name}, "
+                                                 "outside the section")
                     src = BPF_PSEUDO_MAP_FD if r.kind == RelocKind.MAP else BPF_PSEUDO_MAP_VALUE
                     buf[off + 1] = (buf[off + 1] & 0x0F) | (src << 4)
                     struct.pack_into("<i", buf, off + 4, fd)
