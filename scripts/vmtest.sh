@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# VM tier: boot other kernels under QEMU (virtme-ng, software emulation) and
+# run the host-tier tests inside, where freplace must work.
+#
+#   scripts/vmtest.sh [KERNEL_IMAGE...]
+#
+# KERNEL_IMAGE is a /boot/vmlinuz-RELEASE file (Debian's plain -amd64
+# flavour: the -cloud one lacks 9p). Default: the newest 6.1.* and the newest
+# 6.12.* in /boot; a missing series is a failure. Needs scripts/test.sh to
+# have set up the venv ($REPO/.venv with virtme-ng), qemu-system-x86 and
+# busybox-static. Results: .vmtest/RELEASE.xml (junit), .vmtest/RELEASE.log and
+# .vmtest/results (one line per kernel, read by scripts/test.sh).
+#
+# Environment: VM_TIMEOUT (seconds per kernel, default 900), VM_TEST_TIMEOUT
+# (seconds per test inside the VM, default 300), VM_CPUS (2), VM_MEMORY (2G),
+# VM_TESTS (space-separated pytest arguments instead of tests/host, e.g.
+# "tests/host/test_vm_smoke.py").
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd -P)
+VENV=$REPO/.venv
+VM_TIMEOUT=${VM_TIMEOUT:-900}
+VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-300}
+VM_CPUS=${VM_CPUS:-2}
+VM_MEMORY=${VM_MEMORY:-2G}
+
+die() { echo "vmtest: $*" >&2; exit 2; }
+
+# Newest /boot/vmlinuz-SERIES.* of the plain -amd64 flavour, or nothing.
+newest_kernel() {
+    local f
+    for f in /boot/vmlinuz-"$1".*-amd64; do
+        case $f in *-cloud-amd64|*-rt-amd64) continue ;; esac
+        [ -e "$f" ] && printf '%s\n' "$f"
+    done | sort -V | tail -n 1
+}
+
+[ -x "$VENV/bin/vng" ] || die "$VENV/bin/vng missing: run scripts/test.sh first"
+[ -x "$VENV/bin/python" ] || die "$VENV/bin/python missing: run scripts/test.sh first"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+command -v busybox >/dev/null || die "busybox missing (apt-get install busybox-static)"
+
+mkdir -p "$REPO/.vmtest"
+results=$REPO/.vmtest/results   # one "release|verdict|seconds|detail" line per kernel
+: >"$results"
+declare -a summary=()
+failed=0
+
+kernels=("$@")
+if [ ${#kernels[@]} -eq 0 ]; then
+    for series in 6.1 6.12; do
+        k=$(newest_kernel "$series")
+        if [ -z "$k" ]; then
+            why="no /boot/vmlinuz-$series.*-amd64 installed (scripts/test.sh installs it)"
+            echo "vmtest: $why" >&2
+            echo "$series|FAIL|0|$why" >>"$results"
+            summary+=("$(printf 'vm %-22s FAIL     0s  %s' "$series" "$why")")
+            failed=1
+        else
+            kernels+=("$k")
+        fi
+    done
+fi
+
+# Python start-up is the VM tier's main cost: every import is several 9p
+# round trips (the guest's root is the host's, uncached), ~10 s for pyroute2
+# alone. So the guest unpacks the venv and the standard library into RAM and
+# mounts them over the originals (same paths); two tarballs read
+# sequentially cost ~12 s per boot and make imports ~5x faster.
+# VM_PY_TMPFS=0 skips this.
+pystage=$REPO/.vmtest/python
+rm -rf "$pystage"
+if [ "${VM_PY_TMPFS:-1}" = 1 ]; then
+    mkdir -p "$pystage"
+    stdlib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))') || die "cannot ask $VENV/bin/python for its stdlib"
+    sp=./lib/python3.11/site-packages
+    tar -C "$VENV" -cf "$pystage/venv.tar" --exclude="$sp/mypy" --exclude="$sp/mypyc" \
+        --exclude="$sp/*__mypyc*" --exclude="$sp/pip" --exclude="$sp/ruff" . \
+        || die "cannot pack $VENV"
+    tar -C "$stdlib" -cf "$pystage/stdlib.tar" --exclude=./test --exclude=./idlelib \
+        --exclude=./tkinter --exclude=./turtledemo --exclude=./lib2to3 --exclude=./ensurepip . \
+        || die "cannot pack $stdlib"
+    echo "$stdlib" >"$pystage/stdlib.path"
+fi
+
+for image in "${kernels[@]}"; do
+    [ -r "$image" ] || die "cannot read kernel image $image"
+    name=$(basename "$image")
+    case $name in
+        vmlinuz-*) release=${name#vmlinuz-} ;;
+        *) die "$image: expected a /boot/vmlinuz-RELEASE file" ;;
+    esac
+    xml=$REPO/.vmtest/$release.xml
+    log=$REPO/.vmtest/$release.log
+    rm -f "$xml" "$log"
+
+    # vng finds its helpers (virtme-run) on PATH; the guest gets its own PATH.
+    cmd=(timeout --kill-after=30 "$VM_TIMEOUT"
+         "$VENV/bin/vng" --disable-kvm --force-9p --cpus "$VM_CPUS" --memory "$VM_MEMORY"
+         --run "$image" --user root --rwdir "$REPO"
+         --exec "sh $REPO/tests/vm/guest.sh $REPO $release $VM_TEST_TIMEOUT ${VM_TESTS:-}")
+    echo "=== VM $release: ${cmd[*]}"
+    start=$(date +%s)
+    (cd "$REPO" && PATH="$VENV/bin:$PATH" "${cmd[@]}" </dev/null) 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    secs=$(( $(date +%s) - start ))
+
+    verdict=PASS
+    why=""
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        verdict=FAIL; why="timed out after ${VM_TIMEOUT}s"
+    elif [ "$rc" -ne 0 ]; then
+        verdict=FAIL; why="exit status $rc"
+    elif [ ! -s "$xml" ]; then
+        verdict=FAIL; why="no junit report $xml"
+    fi
+    counts=$(grep -a -E '^=+ .*[0-9]+ (passed|failed|error|skipped).* in [0-9.]+s' "$log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
+    [ "$verdict" = FAIL ] && failed=1
+    echo "$release|$verdict|$secs|${counts:-no pytest summary}${why:+ ($why)}" >>"$results"
+    summary+=("$(printf 'vm %-22s %s  %4ss  %s%s' "$release" "$verdict" "$secs" "${counts:-no pytest summary}" "${why:+ ($why)}")")
+done
+
+echo
+rm -rf "$pystage"
+echo "=== VM tier summary"
+printf '%s\n' "${summary[@]}"
+exit "$failed"
