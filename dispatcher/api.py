@@ -80,8 +80,9 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
     if priority is not None and not 0 <= priority <= 0xFFFFFFFF:
         raise UsageError(f"priority {priority} out of range")
     new = []
+    parsed: dict[str, ObjectSpec] = {}
     for path in objects:
-        obj = read_object(path)
+        obj = parsed.get(path) or parsed.setdefault(path, read_object(path))
         prog = select_program(obj, section=section, prog_name=prog_name)
         if prog.prog_type != PROG_TYPE_XDP:
             raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")

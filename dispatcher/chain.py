@@ -231,7 +231,10 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
                     remove_pin_dir(st.dispatcher.pin_dir)
             return ChangeResult(iface, ifindex, "none", 0, ())
 
-        fr = features.freplace()
+        # A dispatcher with components already attached proves the kernel takes extensions:
+        # skip the probe (it loads two programs) for the common "change a chain" case.
+        fr = features.Probe("freplace", True, "a dispatcher is attached") \
+            if st.kind == "dispatcher" and st.programs else features.freplace()
         if not fr.supported:
             only_new = len(members) == 1 and members[0].new is not None and st.kind in ("none", "legacy")
             if only_new:

@@ -32,6 +32,7 @@ run ip link set "$IF1" up
 
 run "$XDPD" inspect "$OBJ"
 run "$XDPD" load "$IF0" "$OBJ" -m skb
+run "$XDPD" status "$IF0"
 run ip link show "$IF0"
 run "$XDPD" unload "$IF0" --all
 run ip link show "$IF0"

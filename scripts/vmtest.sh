@@ -71,16 +71,7 @@ fi
 pystage=$REPO/.vmtest/python
 rm -rf "$pystage"
 if [ "${VM_PY_TMPFS:-1}" = 1 ]; then
-    mkdir -p "$pystage"
-    stdlib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))') || die "cannot ask $VENV/bin/python for its stdlib"
-    sp=./lib/python3.11/site-packages
-    tar -C "$VENV" -cf "$pystage/venv.tar" --exclude="$sp/mypy" --exclude="$sp/mypyc" \
-        --exclude="$sp/*__mypyc*" --exclude="$sp/pip" --exclude="$sp/ruff" . \
-        || die "cannot pack $VENV"
-    tar -C "$stdlib" -cf "$pystage/stdlib.tar" --exclude=./test --exclude=./idlelib \
-        --exclude=./tkinter --exclude=./turtledemo --exclude=./lib2to3 --exclude=./ensurepip . \
-        || die "cannot pack $stdlib"
-    echo "$stdlib" >"$pystage/stdlib.path"
+    bash "$REPO/scripts/vm-stage-python.sh" "$pystage" || die "cannot stage Python for the VM"
 fi
 
 for image in "${kernels[@]}"; do

@@ -31,19 +31,7 @@ if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
 fi
 
 # Python from RAM (see scripts/vmtest.sh): same paths, no 9p round trips.
-stage=$repo/.vmtest/python
-if [ -s "$stage/venv.tar" ] && [ -s "$stage/stdlib.tar" ] && [ -s "$stage/stdlib.path" ]; then
-    stdlib=$(cat "$stage/stdlib.path")
-    mkdir -p /run/xdpd-py/venv /run/xdpd-py/stdlib
-    if tar -C /run/xdpd-py/venv -xf "$stage/venv.tar" &&
-        tar -C /run/xdpd-py/stdlib -xf "$stage/stdlib.tar" &&
-        mount --bind /run/xdpd-py/venv "$repo/.venv" &&
-        mount --bind /run/xdpd-py/stdlib "$stdlib"; then
-        echo "guest: venv and $stdlib served from RAM, up $(cut -d" " -f1 /proc/uptime)s"
-    else
-        echo "guest: could not stage Python in RAM; using 9p" >&2
-    fi
-fi
+. "$repo/tests/vm/stage-python.sh"
 
 export XDP_DISPATCH_EXPECT_FREPLACE=1       # freplace-marked tests must run, not skip
 export XDP_DISPATCH_VM_KERNEL="$expected"    # checked by tests/host/test_vm_smoke.py

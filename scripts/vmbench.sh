@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Chain benchmarks in a VM (freplace needed): scripts/vmbench.sh [KERNEL_IMAGE] [bench args]
+# Default kernel: the newest 6.12 in /boot. Needs the venv from scripts/test.sh.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd -P)
+image=${1:-$(ls -1 /boot/vmlinuz-6.12.*-amd64 | sort -V | tail -n 1)}
+[ $# -gt 0 ] && shift
+bash "$REPO/scripts/vm-stage-python.sh" "$REPO/.vmtest/python"
+cd "$REPO"
+PATH="$REPO/.venv/bin:$PATH" timeout --kill-after=30 1800 "$REPO/.venv/bin/vng" --disable-kvm \
+    --force-9p --cpus 2 --memory 2G --run "$image" --user root --rwdir "$REPO" \
+    --exec "sh $REPO/tests/vm/bench.sh $REPO $*" </dev/null
