@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import ObjectFileError, UsageError
+from .netlink import MODES as _ALL_MODES
 from .obj.elf import read_object
 from .obj.spec import PROG_TYPE_XDP, ObjectSpec, ProgramSpec, names_to_actions
+from .privileges import require_root
 
 if TYPE_CHECKING:
     from .chain import ChangeResult
     from .state import InterfaceState
 
-MODES = {"native": 4, "skb": 2, "hw": 8}
+MODES = {k: v for k, v in _ALL_MODES.items() if k != "unspecified"}
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,6 @@ def _root(notice: Callable[[str], None] | None) -> str:
     return bpffs.ensure_bpffs(root, mount=False)
 
 
-def _require_root(action: str) -> None:
-    from .cli import require_root
-
-    require_root(action)
 
 
 def parse_actions(spec: str | Sequence[str]) -> int:
@@ -89,7 +87,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
         prio = priority if priority is not None else prog.run_config.priority
         acts = parse_actions(actions) if actions is not None else prog.run_config.chain_call_actions
         new.append(chain.NewProgram(obj, prog, prio, acts))
-    _require_root("loading programs")
+    require_root("loading programs")
     root = _root(notice)
     return chain.change(iface, mode=mode, add=new, netns=netns, root=root, force=force,
                         notice=notice, verifier_log=verifier_log)
@@ -109,7 +107,7 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
         raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
-    _require_root("loading a program")
+    require_root("loading a program")
     ifindex = netlink.ifindex_of(iface, netns=netns)
     root = _root(notice)
     state = netlink.read_xdp(ifindex, netns=netns)
@@ -123,7 +121,7 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
         try:
             netlink.attach_xdp(ifindex, p.fd.fd, MODES[mode], no_exist=True, netns=netns)
         except BaseException:
-            loader._unpin_new(lo)
+            lo.unpin_new()
             raise
         info = p.info()
     return LoadResult(iface, ifindex, prog.name, info.id, info.tag_hex, mode)
@@ -136,7 +134,7 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
 
     if not all and not ids:
         raise UsageError("say what to unload: --all or -i ID")
-    _require_root("unloading programs")
+    require_root("unloading programs")
     root = _root(None)
     ifindex = netlink.ifindex_of(iface, netns=netns)
     xs = netlink.read_xdp(ifindex, netns=netns)
@@ -182,7 +180,7 @@ def clean(iface: str | None = None, *, netns: str | None = None) -> list[str]:
     """Remove pin directories of dispatchers that are no longer attached."""
     from . import chain
 
-    _require_root("cleaning pins")
+    require_root("cleaning pins")
     return chain.clean(_root(None), iface, netns=netns)
 
 
@@ -190,7 +188,7 @@ def probe_features(iface: str | None = None, *, netns: str | None = None) -> dic
     from . import features as feat
     from .syscalls import bpffs
 
-    _require_root("probing kernel features")
+    require_root("probing kernel features")
     probes = feat.all_probes(bpffs.bpffs_root())
     out: dict[str, object] = {k: v.to_json() for k, v in probes.items()}
     if iface:

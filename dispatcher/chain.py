@@ -32,7 +32,7 @@ from .syscalls import bpf
 from .syscalls.bpffs import DirLock
 from .syscalls.fd import OwnedFd
 
-MODE_FLAGS = {"native": 4, "skb": 2, "hw": 8}
+MODE_FLAGS = {k: v for k, v in netlink.MODES.items() if k != "unspecified"}
 MAX_RETRIES = 10
 FAULT_ENV = "XDP_DISPATCH_FAULT"     # test hook: fail (or pause) at a named step
 
@@ -78,6 +78,10 @@ def _fault(step: str) -> None:
     if name != step:
         return
     if action.startswith("pause"):
+        ready = os.environ.get(FAULT_ENV + "_READY")
+        if ready:
+            with open(ready, "w") as f:
+                f.write(step)
         time.sleep(float(action[5:] or 30))
         return
     raise XdpDispatchError(f"injected failure at step '{step}' ({FAULT_ENV})")
@@ -358,12 +362,12 @@ def _plain_attach(iface: str, ifindex: int, mode: str, m: _Member, old_fd: Owned
         try:
             _swap(ifindex, p.fd.fd, old_fd, MODE_FLAGS[mode], netns, iface)
         except NetlinkOpError as e:
-            loader._unpin_new(lo)
+            lo.unpin_new()
             if e.errno in (errno.EEXIST, errno.EBUSY):
                 raise _Race(e.message) from None
             raise
         except BaseException:
-            loader._unpin_new(lo)
+            lo.unpin_new()
             raise
         pid = p.info().id
     if notice:

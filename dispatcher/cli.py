@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .errors import PrivilegeError, UsageError, XdpDispatchError
+from .errors import UsageError, XdpDispatchError
 
 PROG = "xdp-dispatch"
 
@@ -76,21 +75,6 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--netns", help="network namespace")
     return p
-
-
-def require_root(action: str) -> None:
-    if os.geteuid() == 0:
-        return
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    caps = int(line.split()[1], 16)
-                    if caps & (1 << 21) or (caps & (1 << 39) and caps & (1 << 12)):
-                        return
-    except OSError:
-        pass
-    raise PrivilegeError(f"{action} needs root (or CAP_BPF + CAP_NET_ADMIN); run it with sudo")
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from .errors import KernelError, PrivilegeError, XdpDispatchError
+from .errors import KernelError, XdpDispatchError
 from .syscalls import bpf
 
 _CONCLUSIVE_NO = {errno.EPERM, errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524, errno.EACCES}
@@ -159,8 +159,3 @@ def all_probes(root: str) -> dict[str, Probe]:
         out[p.name] = p
     out["bpffs"] = bpffs(root)
     return out
-
-
-def require_root_for_probes() -> None:
-    if os.geteuid() != 0:
-        raise PrivilegeError("probing kernel features needs root (it loads test programs)")

@@ -57,6 +57,14 @@ class LoadedObject:
     def map_fd(self, name: str) -> int:
         return self.maps[name].fd
 
+    def unpin_new(self) -> None:
+        """Remove the map pins this load created (rollback)."""
+        for path in self.new_pins.values():
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
     def close(self) -> None:
         self._stack.close()
         for m in self.maps.values():
@@ -93,18 +101,10 @@ def open_object(spec: ObjectSpec, *, pin_root: str = DEFAULT_PIN_ROOT,
             data = data_overrides.get(m.name) if data_overrides else None
             lo.maps[m.name] = _create_or_reuse(spec, m, btf_fd, pin_root, lo, data)
     except BaseException:
-        _unpin_new(lo)
+        lo.unpin_new()
         lo.close()
         raise
     return lo
-
-
-def _unpin_new(lo: LoadedObject) -> None:
-    for path in lo.new_pins.values():
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
 
 
 def load_btf(spec: ObjectSpec) -> OwnedFd | None:
@@ -263,7 +263,7 @@ def load_object_program(spec: ObjectSpec, prog: ProgramSpec, *, pin_root: str = 
     try:
         p = load_program(lo, prog, verifier_log=verifier_log, log_level=log_level, **kw)  # type: ignore[arg-type]
     except BaseException:
-        _unpin_new(lo)
+        lo.unpin_new()
         lo.close()
         raise
     return lo, p

@@ -280,25 +280,32 @@ def test_injected_failure_leaves_old_chain(veth, step: str) -> None:  # type: ig
     assert not nettools.ping(veth.peer_ip, count=2)   # the old chain still drops ICMP
 
 
-def test_kill_during_change_then_clean(veth) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("step", ["dispatcher_loaded", "components_linked", "pinned"])
+def test_kill_during_change_then_clean(veth, step: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 while a change is at each step: the old chain stays attached and forwarding;
+    `clean` then removes only the true leftovers (a new pin directory, if one was made)."""
+    import sys
+
     load(veth.host_if, example("xdp_counter"), prio=10)
     before, dirs = chain(veth.host_if), pin_dirs()
-    env = dict(os.environ, XDP_DISPATCH_FAULT="pinned:pause30",
+    ready = tmp_path / "ready"
+    env = dict(os.environ, XDP_DISPATCH_FAULT=f"{step}:pause60", XDP_DISPATCH_FAULT_READY=str(ready),
                PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    import sys
     proc = subprocess.Popen([sys.executable, "-m", "dispatcher", "load", veth.host_if,
                              example("xdp_pass"), "-m", "skb"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while len(pin_dirs()) < len(dirs) + 1 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 90
+    while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    assert len(pin_dirs()) == len(dirs) + 1, "the new dispatcher was never pinned"
+    assert ready.exists(), f"the change never reached step {step}: {proc.communicate()}"
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert chain(veth.host_if) == before                 # the old chain is still attached
     assert nettools.ping(veth.peer_ip, count=1)
+    leftovers = len(pin_dirs()) - len(dirs)
+    assert leftovers == (1 if step == "pinned" else 0)
     out = run_cli("clean", veth.host_if, check=True).stdout
-    assert out.count("removed") == 1
+    assert out.count("removed") == leftovers
     assert pin_dirs() == dirs and chain(veth.host_if) == before
 
 
