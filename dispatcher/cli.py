@@ -70,6 +70,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("iface", metavar="IFACE", nargs="?")
     sp.add_argument("--netns", help="network namespace")
 
+    sp = sub.add_parser("schema", help="print the JSON Schema of config files (for editors)")
+
+    sp = sub.add_parser("check", help="validate a config file (syntax, schema, objects)")
+    sp.add_argument("config", metavar="CONFIG")
+
     sp = sub.add_parser("features", help="probe what the kernel supports")
     sp.add_argument("iface", metavar="IFACE", nargs="?")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
@@ -182,12 +187,29 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from .config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .config import load_and_check
+
+    cfg = load_and_check(args.config)
+    n = sum(len(i.programs) for i in cfg.interfaces)
+    print(f"{args.config}: ok ({len(cfg.interfaces)} interface entries, {n} programs)")
+    return 0
+
+
 def _notice(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr)
 
 
 _COMMANDS = {"inspect": _cmd_inspect, "load": _cmd_load, "unload": _cmd_unload,
-             "status": _cmd_status, "clean": _cmd_clean, "features": _cmd_features}
+             "status": _cmd_status, "clean": _cmd_clean, "features": _cmd_features,
+             "schema": _cmd_schema, "check": _cmd_check}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

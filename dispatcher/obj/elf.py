@@ -114,6 +114,11 @@ class _Symbol:
     hidden: bool
 
 
+def _unused(name: str) -> bool:
+    """Sections whose bytes a loader never needs (DWARF and relocations of debug info/BTF)."""
+    return name.startswith((".debug", ".rel.debug", ".rel.BTF", ".llvm"))
+
+
 def internal_map_name(obj_name: str, section: str) -> str:
     """Kernel name of a global-data map, following libbpf's convention."""
     if section.count(".") >= 2 or (section.startswith(".") and "." in section[1:]):
@@ -188,7 +193,7 @@ class _Parser:
             sh_type = sec["sh_type"]
             tnum = {"SHT_PROGBITS": SHT_PROGBITS, "SHT_SYMTAB": SHT_SYMTAB, "SHT_REL": SHT_REL,
                     "SHT_NOBITS": SHT_NOBITS}.get(sh_type, -1) if isinstance(sh_type, str) else int(sh_type)
-            if tnum == SHT_NOBITS:
+            if tnum == SHT_NOBITS or _unused(sec.name):
                 payload = b""
             elif tnum in (SHT_PROGBITS, SHT_REL, SHT_SYMTAB):
                 payload = sec.data()

@@ -81,3 +81,18 @@ def test_unknown_program_name() -> None:
 def test_usage_error_exit_code() -> None:
     cp = run_cli("frobnicate")
     assert cp.returncode == 2 and "Traceback" not in cp.stderr
+
+
+def test_check_and_schema_verbs() -> None:
+    import os
+
+    from tests.objects import REPO
+
+    cp = run_cli("check", os.path.join(REPO, "configs", "lo-pass-counter.yaml"), check=True)
+    assert "ok" in cp.stdout
+    bad = os.path.join(REPO, "tests", "unit", "bad_configs", "priority_out_of_range.yaml")
+    cp = run_cli("check", bad)
+    assert cp.returncode == 2 and "Traceback" not in cp.stderr
+    assert "priority_out_of_range.yaml:" in cp.stderr and "priority" in cp.stderr
+    schema = json.loads(run_cli("schema", check=True).stdout)
+    assert "interfaces" in json.dumps(schema)
