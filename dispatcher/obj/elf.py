@@ -114,6 +114,10 @@ class _Symbol:
     hidden: bool
 
 
+_BINDS = {0: "STB_LOCAL", 1: "STB_GLOBAL", 2: "STB_WEAK"}
+_TYPES = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC", 3: "STT_SECTION", 4: "STT_FILE"}
+
+
 def _unused(name: str) -> bool:
     """Sections whose bytes a loader never needs (DWARF and relocations of debug info/BTF)."""
     return name.startswith((".debug", ".rel.debug", ".rel.BTF", ".llvm"))
@@ -207,19 +211,26 @@ class _Parser:
                 symtab = sec
         if symtab is None:
             raise self.err("no symbol table (.symtab); was the object stripped?")
-        self.symbols: list[_Symbol] = []
-        for s in symtab.iter_symbols():  # type: ignore[attr-defined]
-            shndx = s["st_shndx"]
-            if shndx == "SHN_UNDEF":
-                ndx = -1
-            elif isinstance(shndx, str):
-                ndx = -2
-            else:
-                ndx = int(shndx)
-            self.symbols.append(_Symbol(s.name, int(s["st_value"]), int(s["st_size"]), ndx,
-                                        s["st_info"]["bind"], s["st_info"]["type"],
-                                        s["st_other"]["visibility"] in ("STV_HIDDEN", "STV_INTERNAL")))
+        self.symbols = self._symbols(elf, symtab)
         self.by_name = {s.name: s for s in self.sections}
+
+    def _symbols(self, elf: Any, symtab: Any) -> list[_Symbol]:
+        """Decode Elf64_Sym entries with struct (pyelftools' per-symbol parsing is the
+        slowest part of reading an object); names come from the linked string table."""
+        data = symtab.data()
+        strtab = elf.get_section(symtab["sh_link"]).data()
+        if len(data) % 24:
+            raise self.err("symbol table size is not a multiple of 24")
+        out = []
+        for name_off, info, other, shndx, value, size in struct.iter_unpack("<IBBHQQ", data):
+            if name_off >= len(strtab) and name_off:
+                raise self.err(f"symbol name offset {name_off} is outside the string table")
+            end = strtab.find(b"\0", name_off)
+            name = strtab[name_off:end if end >= 0 else len(strtab)].decode("utf-8", "replace")
+            ndx = -1 if shndx == 0 else (-2 if shndx >= 0xFF00 else shndx)
+            out.append(_Symbol(name, value, size, ndx, _BINDS.get(info >> 4, "STB_OTHER"),
+                               _TYPES.get(info & 0xF, "STT_OTHER"), (other & 3) in (1, 2)))
+        return out
 
     def section_at(self, idx: int) -> _Section:
         if not 0 <= idx < len(self.sections):
