@@ -56,9 +56,9 @@ def prog_facts(fd: int) -> tuple[ProgFacts, Btf | None]:
 def _btf_version(btf: Btf | None) -> int:
     if btf is None:
         return 0
-    from .obj.elf import _dispatcher_version
+    from .obj.metadata import dispatcher_version
 
-    return _dispatcher_version(btf)
+    return dispatcher_version(btf)
 
 
 def _map_facts(map_id: int) -> MapFacts | None:

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ObjectFileError
 from .btf import Btf, BtfFormatError, BtfKind, BtfType
 from .btf_ext import BtfExt
+from .metadata import dispatcher_version, parse_run_config, uint_member
 from .spec import (
     ATTACH_XDP,
     ATTACH_XDP_CPUMAP,
@@ -23,7 +24,6 @@ from .spec import (
     BPF_F_XDP_HAS_FRAGS,
     PROG_TYPE_EXT,
     PROG_TYPE_XDP,
-    XDP_ACTIONS,
     FunctionSpec,
     MapSpec,
     ObjectSpec,
@@ -249,7 +249,7 @@ class _Parser:
         maps = self._maps(btf)
         functions = self._relocate(functions, maps)
         programs = self._programs(functions, btf)
-        version = _dispatcher_version(btf) if btf else 0
+        version = dispatcher_version(btf) if btf else 0
         data_secs = tuple(m.section for m in maps if m.kind == "data")
         return ObjectSpec(path=self.path, name=self.name, license=license,
                           programs=programs, maps=maps, functions=tuple(functions),
@@ -463,17 +463,6 @@ def _owner(funcs: list[FunctionSpec], section: str, idx: int) -> FunctionSpec | 
 
 # -- BTF-defined maps ---------------------------------------------------------------------
 
-def _uint_member(btf: Btf, type_id: int) -> int | None:
-    """Value of a ``__uint(name, N)`` member: PTR -> ARRAY with nelems N."""
-    t = btf.types[type_id]
-    if t.kind != BtfKind.PTR:
-        return None
-    arr = btf.types[btf.skip_mods_and_typedefs(t.size_or_type)]
-    if arr.kind != BtfKind.ARRAY or arr.array is None:
-        return None
-    return arr.array.nelems
-
-
 def _ptr_target(btf: Btf, type_id: int) -> int | None:
     t = btf.types[type_id]
     if t.kind != BtfKind.PTR:
@@ -494,7 +483,7 @@ def _map_from_struct(btf: Btf, name: str, struct_id: int, offset: int,
     for m in st.members:
         if m.name in ("type", "max_entries", "map_flags", "numa_node", "pinning", "key_size",
                       "value_size", "map_extra"):
-            v = _uint_member(btf, m.type_id)
+            v = uint_member(btf, m.type_id)
             if v is None and m.name == "map_extra":
                 v = _enum_value(btf, m.type_id)
             if v is None:
@@ -566,48 +555,3 @@ def _btf_maps(btf: Btf, section_size: int, err: Callable[[str], ObjectFileError]
             raise err(f"map '{var.name}': lies outside the .maps section")
         out.append(_map_from_struct(btf, var.name, var.size_or_type, si.offset, err))
     return out
-
-
-# -- libxdp metadata ---------------------------------------------------------------------
-
-def parse_run_config(btf: Btf, func_name: str, path: str = "") -> RunConfig:
-    """libxdp's ``.xdp_run_config`` for one program (defaults first, then the declared members)."""
-    ds = btf.find(".xdp_run_config", BtfKind.DATASEC)
-    if ds is None:
-        return RunConfig()
-    want = "_" + func_name
-    for si in btf.types[ds].secinfos:
-        var = btf.types[si.type_id]
-        if var.kind != BtfKind.VAR or var.name != want:
-            continue
-        st = btf.types[btf.skip_mods_and_typedefs(var.size_or_type)]
-        if st.kind != BtfKind.STRUCT:
-            return RunConfig()
-        prio, actions = RunConfig().priority, RunConfig().chain_call_actions
-        for m in st.members:
-            v = _uint_member(btf, m.type_id)
-            if v is None:
-                raise ObjectFileError(f"{path}: run config of {func_name}: member '{m.name}' is not an __uint() value")
-            if m.name == "priority":
-                prio = v
-            elif m.name in XDP_ACTIONS:
-                bit = 1 << XDP_ACTIONS.index(m.name)
-                actions = (actions | bit) if v else (actions & ~bit)
-            else:
-                raise ObjectFileError(
-                    f"{path}: run config of {func_name}: unknown member '{m.name}' "
-                    f"(expected priority or one of {', '.join(XDP_ACTIONS)})")
-        return RunConfig(priority=prio, chain_call_actions=actions, declared=True)
-    return RunConfig()
-
-
-def _dispatcher_version(btf: Btf) -> int:
-    ds = btf.find("xdp_metadata", BtfKind.DATASEC)
-    if ds is None:
-        return 0
-    for si in btf.types[ds].secinfos:
-        var = btf.types[si.type_id]
-        if var.kind == BtfKind.VAR and var.name == "dispatcher_version":
-            v = _uint_member(btf, btf.skip_mods_and_typedefs(var.size_or_type))
-            return v or 0
-    return 0
