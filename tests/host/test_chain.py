@@ -163,6 +163,19 @@ def test_priorities_and_tie_breaks(veth) -> None:  # type: ignore[no-untyped-def
     assert (ch[0][0], ch[0][2], ch[0][3]) == ("xdp_runcfg", 10, ("XDP_DROP", "XDP_PASS"))
 
 
+def test_both_new_same_name_fewer_instructions_first(veth) -> None:  # type: ignore[no-untyped-def]
+    from dispatcher.syscalls import bpf
+
+    load(veth.host_if, example("xdp_pass_long"), example("xdp_pass"), prio=30)
+    ch = chain(veth.host_if)
+    assert [n for n, *_ in ch] == ["xdp_pass", "xdp_pass"]
+    sizes = []
+    for _n, pid, _p, _a in ch:
+        with bpf.prog_get_fd_by_id(pid) as fd:
+            sizes.append(bpf.prog_info(fd.fd).xlated_insn_cnt)
+    assert sizes[0] < sizes[1], sizes     # the 2-instruction program runs first
+
+
 def test_add_remove_keeps_ids_and_map_contents(veth) -> None:  # type: ignore[no-untyped-def]
     load(veth.host_if, example("xdp_counter"), prio=10)
     load(veth.host_if, example("xdp_pass"), prio=20)
