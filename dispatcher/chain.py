@@ -26,7 +26,7 @@ from .errors import (
     UsageError,
     XdpDispatchError,
 )
-from .obj.spec import ObjectSpec, ProgramSpec
+from .obj.spec import ObjectSpec, ProgramSpec, names_to_actions
 from .state import InterfaceState
 from .syscalls import bpf
 from .syscalls.bpffs import DirLock
@@ -58,6 +58,7 @@ class _Member:
     key: tuple[object, ...]
     fd: int = -1                     # existing component fd (borrowed from the observation)
     new: NewProgram | None = None
+    new_index: int = -1              # position in ``add``
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class ChangeResult:
     dispatcher_id: int
     programs: tuple[tuple[int, str, int], ...]   # (slot, name, prog id)
     attempts: int = 1
+    new_ids: tuple[int, ...] = ()     # program ids of ``add``, in the order given
 
 
 def _fault(step: str) -> None:
@@ -118,10 +120,12 @@ def _sort_members(members: list[_Member]) -> list[_Member]:
 
 def change(iface: str, *, mode: str, add: list[NewProgram] | None = None,
            remove_ids: set[int] | None = None, remove_all: bool = False,
+           update: dict[int, tuple[int, int]] | None = None,
            netns: str | None = None, root: str, force: bool = False,
            notice: Callable[[str], None] | None = None,
            verifier_log: list[str] | None = None) -> ChangeResult:
-    """Add ``add`` and remove ``remove_ids`` (or everything) on ``iface`` in one swap."""
+    """Add ``add``, remove ``remove_ids`` (or everything) and give kept components new
+    (priority, actions) from ``update`` on ``iface``, in one swap."""
     if mode not in MODE_FLAGS:
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
     add = add or []
@@ -130,10 +134,10 @@ def change(iface: str, *, mode: str, add: list[NewProgram] | None = None,
     last: Exception | None = None
     for attempt in range(1, MAX_RETRIES + 1):
         try:
-            res = _attempt(iface, ifindex, mode, add, remove_ids, remove_all, netns, root, force,
-                           notice, verifier_log)
+            res = _attempt(iface, ifindex, mode, add, remove_ids, remove_all, update or {}, netns,
+                           root, force, notice, verifier_log)
             return ChangeResult(res.iface, res.ifindex, res.kind, res.dispatcher_id, res.programs,
-                                attempt)
+                                attempt, res.new_ids)
         except _Race as r:
             last = r
             time.sleep((1 << attempt) / 1e6)
@@ -146,19 +150,18 @@ class _Race(Exception):
 
 
 def _existing_members(st: InterfaceState, fds: list[OwnedFd], remove_ids: set[int],
-                      remove_all: bool) -> list[_Member]:
+                      remove_all: bool, update: dict[int, tuple[int, int]]) -> list[_Member]:
     out = []
     for comp, fd in zip(st.programs, fds, strict=True):
         if remove_all or comp.id in remove_ids:
             continue
+        if comp.id in update:
+            prio, actions = update[comp.id]
+        else:
+            prio, actions = comp.priority, names_to_actions(list(comp.chain_call_actions))
         tag = bytes.fromhex(comp.tag)
-        key = protocol.sort_key(protocol.SortKey(comp.priority, comp.name, True, 0, tag,
-                                                 comp.load_time))
-        actions = 0
-        for a in comp.chain_call_actions:
-            from .obj.spec import XDP_ACTIONS
-            actions |= 1 << XDP_ACTIONS.index(a)
-        out.append(_Member(comp.name, comp.priority, actions, comp.frags, key, fd=fd.fd))
+        key = protocol.sort_key(protocol.SortKey(prio, comp.name, True, 0, tag, comp.load_time))
+        out.append(_Member(comp.name, prio, actions, comp.frags, key, fd=fd.fd))
     return out
 
 
@@ -204,7 +207,8 @@ def _check_target(st: InterfaceState, iface: str, mode: str, remove_ids: set[int
 
 
 def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_ids: set[int],
-             remove_all: bool, netns: str | None, root: str, force: bool,
+             remove_all: bool, update: dict[int, tuple[int, int]], netns: str | None, root: str,
+             force: bool,
              notice: Callable[[str], None] | None,
              verifier_log: list[str] | None) -> ChangeResult:
     xs = netlink.read_xdp(ifindex, netns=netns)
@@ -216,11 +220,12 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
 
         members: list[_Member] = []
         if st.kind == "dispatcher":
-            members = _existing_members(st, old.component_fds, remove_ids, remove_all)
-        for n in add:
+            members = _existing_members(st, old.component_fds, remove_ids, remove_all, update)
+        for idx, n in enumerate(add):
             key = protocol.sort_key(protocol.SortKey(n.priority, n.prog.name, False,
                                                      n.prog.function.insn_count))
-            members.append(_Member(n.prog.name, n.priority, n.actions, n.frags, key, new=n))
+            members.append(_Member(n.prog.name, n.priority, n.actions, n.frags, key, new=n,
+                                   new_index=idx))
         if len(members) > protocol.MAX_SLOTS:
             raise UsageError(f"{iface}: {len(members)} programs requested; a dispatcher has "
                              f"{protocol.MAX_SLOTS} slots")
@@ -249,7 +254,8 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
                 detail=f"the running kernel refuses extension programs ({fr.detail}); a chain of "
                        f"{len(members)} programs needs freplace (Linux >= 5.10 with BPF "
                        "trampolines)",
-                hint="load a single program, or use a kernel that allows BPF_PROG_TYPE_EXT")
+                hint="load a single program, or use a kernel that allows BPF_PROG_TYPE_EXT "
+                     "(a 'linked' mode that serves such kernels is planned, not built yet)")
 
         want_frags = all(m.frags for m in members) and _frags_ok()
         disp = dispatch.load_dispatcher([m.priority for m in members],
@@ -324,10 +330,13 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
             with DirLock(state_dir(root)):
                 remove_pin_dir(st.dispatcher.pin_dir)
         ids = []
+        new_ids = [0] * len(add)
         for i, (prog_fd, _link, name) in enumerate(slots):
             pid = bpf.prog_info(prog_fd).id
             ids.append((i, name, pid))
-        return ChangeResult(iface, ifindex, "dispatcher", disp_id, tuple(ids))
+            if members[i].new_index >= 0:
+                new_ids[members[i].new_index] = pid
+        return ChangeResult(iface, ifindex, "dispatcher", disp_id, tuple(ids), new_ids=tuple(new_ids))
 
 
 def _frags_ok() -> bool:
@@ -373,7 +382,7 @@ def _plain_attach(iface: str, ifindex: int, mode: str, m: _Member, old_fd: Owned
     if notice:
         notice(f"the running kernel refuses freplace ({fr.detail}); attached {m.name} directly, "
                "without a dispatcher (like libxdp)")
-    return ChangeResult(iface, ifindex, "legacy", 0, ((0, m.name, pid),))
+    return ChangeResult(iface, ifindex, "legacy", 0, ((0, m.name, pid),), new_ids=(pid,))
 
 
 def clean(root: str, iface: str | None = None, netns: str | None = None) -> list[str]:

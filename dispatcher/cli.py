@@ -70,6 +70,18 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("iface", metavar="IFACE", nargs="?")
     sp.add_argument("--netns", help="network namespace")
 
+    sp = sub.add_parser("plan", help="show what apply would change (exit 0: nothing, 2: changes)")
+    sp.add_argument("config", metavar="CONFIG")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--exclusive", action="store_true",
+                    help="also remove programs this config does not manage")
+
+    sp = sub.add_parser("apply", help="make interfaces match a config file")
+    sp.add_argument("config", metavar="CONFIG")
+    sp.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    sp.add_argument("--exclusive", action="store_true",
+                    help="also remove programs this config does not manage")
+
     sp = sub.add_parser("schema", help="print the JSON Schema of config files (for editors)")
 
     sp = sub.add_parser("check", help="validate a config file (syntax, schema, objects)")
@@ -187,6 +199,35 @@ def _cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .declare import make_plan
+    from .plan import plan_text
+
+    _cfg, plans, _objs = make_plan(args.config, exclusive=args.exclusive)
+    if args.json:
+        print(json.dumps({"interfaces": [p.to_json() for p in plans]}, indent=2))
+    else:
+        sys.stdout.write(plan_text(plans))
+    if any(p.error for p in plans):
+        return 1
+    return 2 if any(p.changed for p in plans) else 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from .declare import apply
+    from .plan import plan_text
+
+    plans = apply(args.config, exclusive=args.exclusive, dry_run=args.dry_run, notice=_notice)
+    sys.stdout.write(plan_text(plans))
+    if not any(p.changed for p in plans):
+        print("Nothing to change.")
+    elif args.dry_run:
+        print("Dry run: nothing changed.")
+    else:
+        print("Applied.")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .config import json_schema
 
@@ -209,7 +250,8 @@ def _notice(msg: str) -> None:
 
 _COMMANDS = {"inspect": _cmd_inspect, "load": _cmd_load, "unload": _cmd_unload,
              "status": _cmd_status, "clean": _cmd_clean, "features": _cmd_features,
-             "schema": _cmd_schema, "check": _cmd_check}
+             "schema": _cmd_schema, "check": _cmd_check, "plan": _cmd_plan,
+             "apply": _cmd_apply}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

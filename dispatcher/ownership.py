@@ -1,0 +1,73 @@
+"""Which components xdp-dispatch manages: records keyed by program id, kept in
+``/run/xdp-dispatch/owned.json`` (``XDP_DISPATCH_STATE_DIR`` overrides the directory).
+
+Program ids are unique system-wide and never reused while the program exists, so a
+record is valid exactly as long as its program is alive; records of programs that are
+gone are dropped on every write. The file lives outside bpffs, so libxdp's reading of
+the dispatcher pins is untouched; it survives process exit and restarts of the tool
+(not a reboot, after which no program exists anyway).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from .errors import KernelError
+from .plan import Owner
+from .syscalls import bpf
+from .syscalls.bpffs import DirLock
+
+DEFAULT_DIR = "/run/xdp-dispatch"
+
+
+def state_dir() -> str:
+    return os.environ.get("XDP_DISPATCH_STATE_DIR", DEFAULT_DIR)
+
+
+def _path() -> str:
+    return os.path.join(state_dir(), "owned.json")
+
+
+def read() -> dict[int, Owner]:
+    try:
+        with open(_path()) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for d in data.get("programs", []):
+        try:
+            o = Owner.from_json(d)
+        except (KeyError, TypeError, ValueError):
+            continue
+        out[o.prog_id] = o
+    return out
+
+
+def _alive(prog_id: int) -> bool:
+    try:
+        with bpf.prog_get_fd_by_id(prog_id):
+            return True
+    except KernelError:
+        return False
+
+
+def update(add: list[Owner], drop: set[int]) -> None:
+    """Add records and drop others (and every record whose program is gone), atomically."""
+    os.makedirs(state_dir(), mode=0o700, exist_ok=True)
+    with DirLock(state_dir()):
+        cur = read()
+        for pid in drop:
+            cur.pop(pid, None)
+        for o in add:
+            cur[o.prog_id] = o
+        cur = {pid: o for pid, o in cur.items() if _alive(pid)}
+        fd, tmp = tempfile.mkstemp(dir=state_dir(), prefix=".owned.")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": 1, "programs": [o.to_json() for o in cur.values()]}, f,
+                      indent=1)
+        os.replace(tmp, _path())
