@@ -11,7 +11,6 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 from .errors import KernelError, XdpDispatchError
 from .syscalls import bpf
@@ -74,13 +73,6 @@ def xdp_link() -> Probe:
                     raise
         return "BPF_LINK_CREATE knows BPF_XDP"
     return _cached("bpf_link_xdp", "5.9", run)
-
-
-@cache
-def _dispatcher_spec():  # type: ignore[no-untyped-def]
-    from .dispatch import dispatcher_object
-
-    return dispatcher_object()
 
 
 def freplace() -> Probe:

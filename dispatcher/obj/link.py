@@ -14,12 +14,8 @@ from dataclasses import dataclass
 
 from ..errors import ObjectFileError
 from .btf_ext import CoreReloRec, LineInfoRec
+from .insn import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE
 from .spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind, RelocSpec
-
-BPF_PSEUDO_MAP_FD = 1
-BPF_PSEUDO_MAP_VALUE = 2
-BPF_PSEUDO_FUNC = 4
-BPF_PSEUDO_CALL = 1
 
 
 @dataclass(frozen=True, slots=True)
