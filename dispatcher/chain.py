@@ -110,10 +110,6 @@ def state_dir(root: str) -> str:
     return os.path.join(root, "xdp")
 
 
-def _mode_of(st: InterfaceState) -> str | None:
-    return st.mode
-
-
 def _sort_members(members: list[_Member]) -> list[_Member]:
     return sorted(members, key=lambda m: m.key)
 

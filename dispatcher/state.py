@@ -7,7 +7,7 @@ rules, so they can be tested without a kernel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import protocol
 from .obj.spec import actions_to_names
@@ -151,11 +151,3 @@ def components_from_config(cfg: protocol.DispatcherConfig,
             frags=bool(cfg.program_flags[slot] & protocol.BPF_F_XDP_HAS_FRAGS),
             load_time=p.load_time, xlated_insns=p.xlated_insns))
     return tuple(comps), tuple(problems)
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    interfaces: tuple[InterfaceState, ...] = field(default=())
-
-    def to_json(self) -> dict[str, object]:
-        return {"interfaces": [i.to_json() for i in self.interfaces]}
