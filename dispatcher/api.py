@@ -77,6 +77,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
     if priority is not None and not 0 <= priority <= 0xFFFFFFFF:
         raise UsageError(f"priority {priority} out of range")
+    require_root("loading programs")
     new = []
     parsed: dict[str, ObjectSpec] = {}
     for path in objects:
@@ -87,7 +88,6 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
         prio = priority if priority is not None else prog.run_config.priority
         acts = parse_actions(actions) if actions is not None else prog.run_config.chain_call_actions
         new.append(chain.NewProgram(obj, prog, prio, acts))
-    require_root("loading programs")
     root = _root(notice)
     return chain.change(iface, mode=mode, add=new, netns=netns, root=root, force=force,
                         notice=notice, verifier_log=verifier_log)

@@ -124,10 +124,34 @@ def test_unknown_section_and_program(netns_veth) -> None:  # type: ignore[no-unt
 
 
 def test_not_root(netns_veth) -> None:  # type: ignore[no-untyped-def]
+    """As an unprivileged user: one line, non-zero exit, nothing attached. The checkout may
+    be unreadable to that user (a 0700 clone), so the package and the object are copied to
+    a readable place and run with the base interpreter (root is checked before any import
+    of third-party modules is needed)."""
+    import shutil
+    import sys
+    import tempfile
+
     v = netns_veth
-    cp = run_cli("load", v.host_if, example("xdp_pass"), "-m", "skb",
-                 prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                         "--inh-caps=-all", "--bounding-set=-all"))
+    d = tempfile.mkdtemp(prefix="xdpd-nonroot-")
+    try:
+        os.chmod(d, 0o755)
+        shutil.copytree(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "dispatcher"), os.path.join(d, "dispatcher"),
+            ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(example("xdp_pass"), d)
+        for root, dirs, files in os.walk(d):
+            for n in dirs:
+                os.chmod(os.path.join(root, n), 0o755)
+            for n in files:
+                os.chmod(os.path.join(root, n), 0o644)
+        cp = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+             "--bounding-set=-all", os.path.realpath(sys.executable), "-m", "dispatcher", "load",
+             v.host_if, "xdp_pass.o", "-m", "skb"],
+            capture_output=True, text=True, cwd=d, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": d})
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
     assert_one_line_error(cp, "needs root")
     assert _status(v.host_if)["kind"] == "none"
 
