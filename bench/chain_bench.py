@@ -10,8 +10,11 @@ shuffled order; medians are compared (software emulation varies ±40% per load).
 Also the xlated instruction count of each dispatcher.
 
 Control path: wall time of `xdp-dispatch load` of 10 objects in one command vs
-`xdp-loader load` of the same 10; `status`; `unload --all`; the Python interpreter's
-bare start-up; and the in-process API doing the same load.
+`xdp-loader load` of the same 10; `status`; `unload --all` (ours as scripts/install.sh
+installs the command: python -I -S, see scripts/write-launcher.sh; with --python-m
+also through `python -m dispatcher`); the in-process API doing the same (warm: a long-running user);
+and the Python interpreter's bare start-up (`-c pass`, with -S, with -I -S).
+`--only control --profile` adds where the time goes (imports and cProfile).
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -75,12 +81,23 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=1_000_000)
+    ap.add_argument("--count", type=int, default=10,
+                    help="objects per control-path load (1 on kernels without freplace)")
+    ap.add_argument("--only", choices=["data", "control"], help="run one part only")
+    ap.add_argument("--python-m", action="store_true",
+                    help="also time the CLI run as `python -m dispatcher` (the checkout, slower)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also show where the control path's time goes (imports, cProfile)")
     args = ap.parse_args()
     subprocess.run(["ip", "link", "del", IF_A], capture_output=True)
     subprocess.run(["ip", "link", "add", IF_A, "type", "veth", "peer", "name", IF_B], check=True)
     subprocess.run(["ip", "link", "set", IF_A, "up"], check=True)
     try:
-        return run(args)
+        if args.only != "control":
+            data(args)
+        if args.only != "data":
+            control(args)
+        return 0
     finally:
         try:
             teardown()
@@ -89,7 +106,7 @@ def main() -> int:
         subprocess.run(["ip", "link", "del", IF_A], capture_output=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def data(args: argparse.Namespace) -> None:
     configs = [("direct", 1)] + [(k, n) for n in (1, 3, 10) for k in ("ours", "libxdp")]
     ns: dict[tuple[str, int], list[int]] = {c: [] for c in configs}
     insns: dict[tuple[str, int], int] = {}
@@ -114,30 +131,115 @@ def run(args: argparse.Namespace) -> int:
         o, lx = statistics.median(ns[("ours", n)]), statistics.median(ns[("libxdp", n)])
         print(f"ratio ours/libxdp N={n}: {o / lx:.2f}")
 
-    # Control path.
-    rows = []
-    for _ in range(args.rounds):
-        t_ours_load = cli("load", IF_A, *([PASS] * 10), "-m", "skb")
-        t_ours_status = cli("status", IF_A)
-        t_ours_unload = cli("unload", IF_A, "--all")
-        t_lx_load = sh("xdp-loader", "load", "-m", "skb", IF_A, *([PASS] * 10))
-        t_lx_status = sh("xdp-loader", "status", IF_A)
-        t_lx_unload = sh("xdp-loader", "unload", IF_A, "--all")
-        t = time.perf_counter()
-        api.load(IF_A, [PASS] * 10, mode="skb")
-        t_api = time.perf_counter() - t
+
+def launcher(tmpdir: str) -> str:
+    """The `xdp-dispatch` command as scripts/install.sh writes it, running a copy of this
+    checkout's package in ``tmpdir`` (tmpfs: an installed package is on a local disk, while
+    the VM sees the checkout over 9p), byte-compiled as pip does."""
+    pkg = os.path.join(tmpdir, "pkg")
+    shutil.copytree(os.path.join(REPO, "dispatcher"), os.path.join(pkg, "dispatcher"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", pkg], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    path = os.path.join(tmpdir, "xdp-dispatch")
+    subprocess.run(["bash", os.path.join(REPO, "scripts/write-launcher.sh"), sys.executable, path,
+                    pkg], check=True)
+    return path
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def control(args: argparse.Namespace) -> int:
+    """Wall time of each control-path command: ours (the installed launcher, and
+    `python -m dispatcher`), xdp-loader's, our in-process API; interpreter start-up alone."""
+    with tempfile.TemporaryDirectory(dir="/run" if os.access("/run", os.W_OK) else None) as tmp:
+        xdpd = launcher(tmp)
+        ours_cmds = {"cli": [xdpd]}
+        if args.python_m:
+            ours_cmds["cli_m"] = [sys.executable, "-m", "dispatcher"]
+        # warm the in-process API once (imports, packaged dispatcher parse, probes), as in a
+        # long-running user of the library
+        objs = [PASS] * args.count
+        api.load(IF_A, objs, mode="skb")
         teardown()
-        t_py = sh(sys.executable, "-c", "pass")
-        rows.append((t_ours_load, t_lx_load, t_ours_status, t_lx_status, t_ours_unload,
-                     t_lx_unload, t_api, t_py))
-    med = [statistics.median(r[i] for r in rows) * 1e3 for i in range(8)]
-    print("\nControl path, wall ms, median of", args.rounds)
-    print(f"{'operation':28s} {'ours':>8s} {'xdp-loader':>11s} {'ratio':>6s}")
-    for label, i in (("load 10 objects (1 command)", 0), ("status", 2), ("unload --all", 4)):
-        print(f"{label:28s} {med[i]:8.0f} {med[i + 1]:11.0f} {med[i] / med[i + 1]:6.2f}")
-    print(f"{'in-process API load of 10':28s} {med[6]:8.0f} {med[1]:11.0f} {med[6] / med[1]:6.2f}")
-    print(f"python start-up alone: {med[7]:.0f} ms")
+        samples: dict[str, list[float]] = {}
+
+        def add(key: str, t: float) -> None:
+            samples.setdefault(key, []).append(t * 1e3)
+
+        for _ in range(args.rounds):
+            for kind, cmd in ours_cmds.items():
+                add(f"{kind}_load", sh(*cmd, "load", IF_A, *objs, "-m", "skb"))
+                add(f"{kind}_status", sh(*cmd, "status", IF_A))
+                add(f"{kind}_unload", sh(*cmd, "unload", IF_A, "--all"))
+            add("lx_load", sh("xdp-loader", "load", "-m", "skb", IF_A, *objs))
+            add("lx_status", sh("xdp-loader", "status", IF_A))
+            add("lx_unload", sh("xdp-loader", "unload", IF_A, "--all"))
+            add("api_load", timed(lambda: api.load(IF_A, objs, mode="skb")))
+            add("api_status", timed(lambda: api.status(IF_A)))
+            add("api_unload", timed(lambda: api.unload(IF_A, all=True)))
+            add("py", sh(sys.executable, "-c", "pass"))
+            add("py_S", sh(sys.executable, "-S", "-c", "pass"))
+            add("py_IS", sh(sys.executable, "-I", "-S", "-c", "pass"))
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        print(f"\nControl path, wall ms, median of {args.rounds} (kernel {os.uname().release})")
+        print("ours = the xdp-dispatch command as scripts/install.sh writes it (python -I -S); "
+              "start-up = `python -I -S -c pass`")
+        print(f"{'operation':28s} {'ours':>7s} {'xdp-loader':>10s} {'ratio':>6s} "
+              f"{'ours-start-up':>13s} {'ratio':>6s} {'API':>7s} {'ratio':>6s}"
+              + (f" {'python -m':>9s}" if args.python_m else ""))
+        rows = (f"load {args.count} objects (1 command)", "status", "unload --all")
+        for label, op in zip(rows, ("load", "status", "unload"), strict=True):
+            o, lx, a = med[f"cli_{op}"], med[f"lx_{op}"], med[f"api_{op}"]
+            rest = o - med["py_IS"]
+            print(f"{label:28s} {o:7.0f} {lx:10.0f} {o / lx:6.2f} {rest:13.0f} {rest / lx:6.2f} "
+                  f"{a:7.1f} {a / lx:6.2f}"
+                  + (f" {med[f'cli_m_{op}']:9.0f}" if args.python_m else ""))
+        print(f"python start-up: `python -c pass` {med['py']:.0f} ms, `python -S -c pass` "
+              f"{med['py_S']:.0f} ms, `python -I -S -c pass` {med['py_IS']:.0f} ms")
+        if args.profile:
+            profile(xdpd, objs)
     return 0
+
+
+def profile(xdpd: str, objs: list[str]) -> None:
+    """Where the time goes: the slowest imports of the launcher's `status`, and cProfile
+    of the in-process API."""
+    import cProfile
+    import io
+    import pstats
+
+    api.load(IF_A, objs, mode="skb")
+    try:
+        r = subprocess.run([sys.executable, "-X", "importtime", "-I", "-S", xdpd, "status", IF_A],
+                           capture_output=True, text=True, check=True)
+    finally:
+        teardown()
+    rows = []
+    for line in r.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[0].startswith("import time:") and "self" not in parts[0]:
+            rows.append((int(parts[0].split(":")[1]), int(parts[1]), parts[2].rstrip()))
+    print(f"\nimports of `status` (self us, cumulative us): {len(rows)} modules, "
+          f"{sum(r[0] for r in rows) / 1e3:.0f} ms in all")
+    for self_us, cum_us, name in sorted(rows, reverse=True)[:25]:
+        print(f"{self_us:8d} {cum_us:8d} {name}")
+    for label, fn in ((f"load {len(objs)}", lambda: api.load(IF_A, objs, mode="skb")),
+                      ("status", lambda: api.status(IF_A)),
+                      ("unload --all", lambda: api.unload(IF_A, all=True))):
+        pr = cProfile.Profile()
+        pr.enable()
+        fn()
+        pr.disable()
+        out = io.StringIO()
+        pstats.Stats(pr, stream=out).sort_stats("cumulative").print_stats(30)
+        print(f"\ncProfile of API {label}:")
+        print(out.getvalue())
 
 
 if __name__ == "__main__":

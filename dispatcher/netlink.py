@@ -1,35 +1,31 @@
 """XDP attach state over rtnetlink: the only module that imports pyroute2.
 
-pyroute2 is imported lazily (it is slow to import). Every socket is opened
-with ``ext_ack=True`` so kernel refusals carry the kernel's own explanation,
-which ends up in ``NetlinkOpError.detail``. A socket for another network
-namespace is opened with ``flags=0``: a missing namespace is an error, never
-silently created.
+pyroute2 builds and parses the messages (its message classes and parser, imported
+lazily: not its asyncio socket layer, see ``_Pyroute2``). Every socket has
+NETLINK_EXT_ACK set so kernel refusals carry the kernel's own explanation, which
+ends up in ``NetlinkOpError.detail``. A socket for another network namespace is
+created inside it (setns on this thread only): a missing namespace is an error,
+never silently created.
 """
 
 from __future__ import annotations
 
 import errno
-import importlib
-import importlib.util
 import os
 import re
+import socket
 import sys
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dispatcher.errors import InterfaceError, NetlinkOpError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pyroute2 import IPRoute  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = [
     "MODES", "XDP_FLAGS_DRV_MODE", "XDP_FLAGS_HW_MODE", "XDP_FLAGS_MASK", "XDP_FLAGS_MODES",
     "XDP_FLAGS_REPLACE", "XDP_FLAGS_SKB_MODE", "XDP_FLAGS_UPDATE_IF_NOEXIST", "XdpState",
-    "attach_xdp", "detach_xdp", "ifindex_of", "list_links", "read_xdp",
+    "attach_xdp", "detach_xdp", "ifindex_of", "list_links", "read_xdp", "read_xdp_by_name",
 ]
 
 # XDP_FLAGS_* (linux/if_link.h)
@@ -96,12 +92,16 @@ def _light_pyroute2() -> None:
 
     ``import pyroute2`` imports every subsystem (NDB, IPDB, conntrack, ipset, …): about
     100 ms here and several seconds on slow filesystems (9p in our test VMs), while we
-    need only the rtnetlink socket. We register the bare package so that submodules
+    need only its netlink message classes. We register the bare package so that submodules
     import on their own; any other top-level name asked of it later runs the real
     ``__init__`` at that moment, so other users of pyroute2 see the full package.
     """
     if "pyroute2" in sys.modules:
         return
+    import importlib
+    import importlib.util
+    import types
+
     spec = importlib.util.find_spec("pyroute2")
     if spec is None or spec.loader is None or not spec.submodule_search_locations:
         return
@@ -123,42 +123,171 @@ def _light_pyroute2() -> None:
     sys.modules["pyroute2"] = pkg
 
 
-def _pyroute2() -> tuple[Any, type[Exception]]:
-    """(IPRoute, NetlinkError), imported on first use (see ``_light_pyroute2``)."""
-    _light_pyroute2()
-    from pyroute2.iproute.linux import IPRoute  # type: ignore[import-untyped, unused-ignore]
-    from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped, unused-ignore]
-        NetlinkError,
-    )
+# rtnetlink numbers (linux/rtnetlink.h, linux/if_link.h, linux/netlink.h)
+RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
+IFLA_IFNAME, IFLA_EXT_MASK, IFLA_XDP = 3, 29, 43
+RTEXT_FILTER_SKIP_STATS = 1 << 3
+NETLINK_ROUTE, SOL_NETLINK, NETLINK_EXT_ACK = 0, 270, 11
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 1, 2, 4, 0x10, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+_RECV_BUF = 1 << 18
+_DUMP_TRIES = 5
 
-    return IPRoute, NetlinkError
+
+class _Pyroute2:
+    """pyroute2's netlink message classes and parser, without its socket layer.
+
+    pyroute2's sockets (``IPRoute`` and below) run on asyncio and open sockets in other
+    namespaces from a forked child: importing them costs more than everything else a
+    command does. Messages are still built, parsed and turned into ``NetlinkError``
+    (with the kernel's extack text) by pyroute2; this module only moves the bytes.
+    """
+
+    def __init__(self) -> None:
+        _light_pyroute2()
+        from pyroute2.netlink import (  # type: ignore[import-untyped, unused-ignore]
+            NLA_F_NESTED,
+            nla,
+            nlmsg,
+        )
+        from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+            NetlinkError,
+        )
+        from pyroute2.netlink.marshal import (  # type: ignore[import-untyped, unused-ignore]
+            Marshal,
+        )
+
+        class xdp_nla(nla):  # type: ignore[misc]  # noqa: N801  (pyroute2's naming)
+            nla_flags = NLA_F_NESTED
+            prefix = "IFLA_XDP_"
+            nla_map = ((0, "IFLA_XDP_UNSPEC", "none"), (1, "IFLA_XDP_FD", "int32"),
+                       (2, "IFLA_XDP_ATTACHED", "uint8"), (3, "IFLA_XDP_FLAGS", "uint32"),
+                       (4, "IFLA_XDP_PROG_ID", "uint32"), (5, "IFLA_XDP_DRV_PROG_ID", "uint32"),
+                       (6, "IFLA_XDP_SKB_PROG_ID", "uint32"),
+                       (7, "IFLA_XDP_HW_PROG_ID", "uint32"),
+                       (8, "IFLA_XDP_EXPECTED_FD", "int32"))
+
+        class ifinfmsg(nlmsg):  # type: ignore[misc]  # noqa: N801
+            """struct ifinfomsg with only the attributes read or written here."""
+
+            prefix = "IFLA_"
+            fields = (("family", "B"), ("__align", "x"), ("ifi_type", "H"), ("index", "i"),
+                      ("flags", "I"), ("change", "I"))
+            nla_map = ((IFLA_IFNAME, "IFLA_IFNAME", "asciiz"),
+                       (IFLA_EXT_MASK, "IFLA_EXT_MASK", "uint32"),
+                       (IFLA_XDP, "IFLA_XDP", "xdp"))
+            xdp = xdp_nla
+
+        class RtMarshal(Marshal):  # type: ignore[misc]
+            msg_map = {RTM_NEWLINK: ifinfmsg}
+
+        self.ifinfmsg = ifinfmsg
+        self.marshal_cls = RtMarshal
+        self.NetlinkError: type[Exception] = NetlinkError
+
+
+_P2: _Pyroute2 | None = None
+
+
+def _pyroute2() -> _Pyroute2:
+    global _P2
+    if _P2 is None:
+        _P2 = _Pyroute2()
+    return _P2
+
+
+class _Rtnl:
+    """One NETLINK_ROUTE socket (with extended ack), requests answered synchronously."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.p2 = _pyroute2()
+        self.marshal = self.p2.marshal_cls()
+        self.seq = 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, msg_type: int, flags: int, fields: dict[str, int],
+                attrs: list[tuple[str, Any]]) -> list[Any]:
+        """Send one message; the replies (none for a plain ack). Errors raise NetlinkError."""
+        self.seq += 1
+        seq = self.seq
+        msg = self.p2.ifinfmsg()
+        for k, v in fields.items():
+            msg[k] = v
+        msg["attrs"] = attrs
+        msg["header"]["type"] = msg_type
+        msg["header"]["flags"] = flags | NLM_F_REQUEST
+        msg["header"]["sequence_number"] = seq
+        msg.encode()
+        self.sock.send(msg.data)
+        out: list[Any] = []
+        while True:
+            data, _anc, rflags, _addr = self.sock.recvmsg(_RECV_BUF)
+            if rflags & socket.MSG_TRUNC:
+                raise OSError(errno.EMSGSIZE, "netlink reply larger than the receive buffer")
+            for m in self.marshal.parse(data, seq):
+                hdr = m["header"]
+                if hdr["sequence_number"] != seq:
+                    continue
+                if hdr["error"] is not None:
+                    raise hdr["error"]
+                if hdr["type"] in (NLMSG_DONE, NLMSG_ERROR):
+                    return out
+                out.append(m)
+                if not hdr["flags"] & NLM_F_MULTI:
+                    return out
+
+    def link(self, *, index: int = 0, ifname: str | None = None) -> Any:
+        attrs: list[tuple[str, Any]] = [("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
+        if ifname is not None:
+            attrs.append(("IFLA_IFNAME", ifname))
+        return self.request(RTM_GETLINK, 0, {"index": index}, attrs)[0]
+
+    def links(self) -> list[Any]:
+        for _ in range(_DUMP_TRIES):
+            msgs = self.request(RTM_GETLINK, NLM_F_DUMP, {},
+                                [("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)])
+            if not any(m["header"]["flags"] & NLM_F_DUMP_INTR for m in msgs):
+                break
+        return msgs
+
+    def set_xdp(self, index: int, attrs: list[tuple[str, int]]) -> None:
+        self.request(RTM_SETLINK, NLM_F_ACK, {"index": index}, [("IFLA_XDP", {"attrs": attrs})])
 
 
 def _netns_path(netns: str) -> str:
-    """Where pyroute2 looks for a namespace: a path as is, a bare name in /var/run/netns."""
+    """Where a namespace is: a path as is, a bare name in /var/run/netns (as `ip netns`)."""
     return netns if os.path.dirname(netns) else os.path.join(NETNS_RUN_DIR, netns)
 
 
-@contextmanager
-def _socket(netns: str | None) -> Iterator[IPRoute]:
-    iproute_cls = _pyroute2()[0]
+def _open_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    try:
+        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+    except OSError:  # kernels before 4.12: no extack texts, errors still arrive
+        pass
+    return sock
 
-    # Check first: pyroute2 leaks its event loop and sockets when opening a
-    # missing namespace fails inside the constructor.
-    if netns and not os.path.exists(_netns_path(netns)):
-        raise InterfaceError(f"unknown network namespace '{netns}'",
-                             hint="list them with `ip netns list`")
+
+@contextmanager
+def _socket(netns: str | None) -> Iterator[_Rtnl]:
     try:
         if netns:
-            ipr = iproute_cls(ext_ack=True, netns=netns, flags=0)
+            from .syscalls import netns as ns
+
+            with ns.entered(_netns_path(netns)):
+                sock = _open_socket()
         else:
-            ipr = iproute_cls(ext_ack=True)
+            sock = _open_socket()
     except FileNotFoundError as exc:
         raise InterfaceError(f"unknown network namespace '{netns}'",
                              hint="list them with `ip netns list`") from exc
     except OSError as exc:
         raise NetlinkOpError("open rtnetlink socket", exc.errno or errno.EIO,
                              subject=f"netns {netns}" if netns else "") from exc
+    ipr = _Rtnl(sock)
     try:
         yield ipr
     finally:
@@ -212,12 +341,16 @@ def _check_ifname(name: str, netns: str | None) -> None:
 
 def ifindex_of(name: str, netns: str | None = None) -> int:
     """The ifindex of interface ``name`` (in ``netns`` if given)."""
-    NetlinkError = _pyroute2()[1]
+    return read_xdp_by_name(name, netns).ifindex
 
+
+def read_xdp_by_name(name: str, netns: str | None = None) -> XdpState:
+    """XDP state of interface ``name``: ``read_xdp(ifindex_of(name))`` in one request."""
     _check_ifname(name, netns)
     with _socket(netns) as ipr:
+        NetlinkError = ipr.p2.NetlinkError
         try:
-            msgs = ipr.link("get", ifname=name)
+            msg = ipr.link(ifname=name)
         except NetlinkError as exc:
             code, text = _extack(exc)
             if code == errno.ENODEV:
@@ -225,16 +358,15 @@ def ifindex_of(name: str, netns: str | None = None) -> int:
             raise NetlinkOpError("RTM_GETLINK", code, subject=name, detail=text) from exc
         except OSError as exc:
             raise NetlinkOpError("RTM_GETLINK", exc.errno or errno.EIO, subject=name) from exc
-    return int(msgs[0]["index"])
+    return _state(msg)
 
 
 def list_links(netns: str | None = None) -> list[XdpState]:
     """XDP state of every interface (one RTM_GETLINK dump), sorted by ifindex."""
-    NetlinkError = _pyroute2()[1]
-
     with _socket(netns) as ipr:
+        NetlinkError = ipr.p2.NetlinkError
         try:
-            msgs = list(ipr.get_links())
+            msgs = ipr.links()
         except (NetlinkError, OSError) as exc:
             code, text = _extack(exc)
             raise NetlinkOpError("RTM_GETLINK", code, subject=f"dump{_where(netns)}",
@@ -244,11 +376,10 @@ def list_links(netns: str | None = None) -> list[XdpState]:
 
 def read_xdp(ifindex: int, netns: str | None = None) -> XdpState:
     """XDP state of one interface."""
-    NetlinkError = _pyroute2()[1]
-
     with _socket(netns) as ipr:
+        NetlinkError = ipr.p2.NetlinkError
         try:
-            msgs = ipr.link("get", index=ifindex)
+            msg = ipr.link(index=ifindex)
         except (NetlinkError, OSError) as exc:
             code, text = _extack(exc)
             if code == errno.ENODEV:
@@ -256,13 +387,13 @@ def read_xdp(ifindex: int, netns: str | None = None) -> XdpState:
                     from exc
             raise NetlinkOpError("RTM_GETLINK", code, subject=f"ifindex {ifindex}",
                                  detail=text) from exc
-    return _state(msgs[0])
+    return _state(msg)
 
 
-def _ifname(ipr: IPRoute, ifindex: int) -> str:
+def _ifname(ipr: _Rtnl, ifindex: int) -> str:
     """Best-effort name for error messages."""
     try:
-        name = ipr.link("get", index=ifindex)[0].get_attr("IFLA_IFNAME")
+        name = ipr.link(index=ifindex).get_attr("IFLA_IFNAME")
         return str(name) if name else f"ifindex {ifindex}"
     except Exception:  # only for the message
         return f"ifindex {ifindex}"
@@ -286,11 +417,10 @@ def _hint(code: int, flags: int) -> str | None:
 
 def _setlink(ifindex: int, attrs: list[tuple[str, int]], flags: int,
              netns: str | None) -> None:
-    NetlinkError = _pyroute2()[1]
-
     with _socket(netns) as ipr:
+        NetlinkError = ipr.p2.NetlinkError
         try:
-            ipr.link("set", index=ifindex, xdp={"attrs": attrs})
+            ipr.set_xdp(ifindex, attrs)
         except (NetlinkError, OSError) as exc:
             code, text = _extack(exc)
             if code == errno.ENODEV:

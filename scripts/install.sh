@@ -7,7 +7,8 @@
 # - a private virtualenv /opt/xdp-dispatch/venv with this checkout installed
 #   (a normal, non-editable install: the checkout can be removed afterwards);
 #   a venv also keeps clear of Debian's "externally managed" system Python
-# - /usr/local/bin/xdp-dispatch -> the venv's entry point
+# - /usr/local/bin/xdp-dispatch: the venv's Python run with -I -S (scripts/write-launcher.sh;
+#   skipping the site module makes every command start faster)
 # - bpffs mounted on /sys/fs/bpf (needed for pinning; not persistent)
 set -euo pipefail
 
@@ -15,7 +16,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 PREFIX=${XDP_DISPATCH_PREFIX:-/opt/xdp-dispatch}
 VENV=$PREFIX/venv
 LINK=/usr/local/bin/xdp-dispatch
-APT_PACKAGES=(python3 python3-venv iproute2)
+APT_PACKAGES=(python3 python3-venv iproute2 iputils-ping)
 PYTHON3=${PYTHON3:-/usr/bin/python3}   # Debian's, whatever else is on PATH
 
 export DEBIAN_FRONTEND=noninteractive
@@ -48,10 +49,11 @@ tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.vmtest --exclude=
 # A local directory is always rebuilt and reinstalled, so a rerun picks up changes.
 "$VENV/bin/python" -m pip install -q "$src"
 
-ln -sfn "$VENV/bin/xdp-dispatch" "$LINK"
+rm -f "$LINK"   # was a symlink into the venv in earlier versions
+bash "$REPO/scripts/write-launcher.sh" "$VENV/bin/python" "$LINK"
 
 if ! mountpoint -q /sys/fs/bpf; then
     mount -t bpf bpf /sys/fs/bpf
 fi
 
-echo "install.sh: done: $(command -v xdp-dispatch) -> $(readlink "$LINK")"
+echo "install.sh: done: $LINK (runs $VENV/bin/python -I -S)"

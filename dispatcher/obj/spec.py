@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from .btf import Btf
-from .btf_ext import BtfExt
+from .actions import XDP_ACTIONS as XDP_ACTIONS
+from .actions import actions_to_names as actions_to_names
+from .actions import names_to_actions as names_to_actions
+
+if TYPE_CHECKING:  # annotations only: readers of attached programs need no BTF parser
+    from .btf import Btf
+    from .btf_ext import BtfExt
 
 # Program types / attach types we care about (UAPI numbers).
 PROG_TYPE_XDP = 6
@@ -33,27 +39,8 @@ MAP_TYPE_NAMES = {
     33: "arena",
 }
 
-XDP_ACTIONS = ("XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT")
 DEFAULT_RUN_PRIO = 50
 DEFAULT_CHAIN_CALL_ACTIONS = 1 << 2  # XDP_PASS
-
-
-def actions_to_names(bitmap: int) -> tuple[str, ...]:
-    """Names of the set action bits 0..4, ascending (bits above 4 are ignored)."""
-    return tuple(n for i, n in enumerate(XDP_ACTIONS) if bitmap & (1 << i))
-
-
-def names_to_actions(names: tuple[str, ...] | list[str]) -> int:
-    """Bitmap from action names (case-insensitive, with or without ``XDP_``)."""
-    bitmap = 0
-    for raw in names:
-        n = raw.strip().upper()
-        if not n.startswith("XDP_"):
-            n = "XDP_" + n
-        if n not in XDP_ACTIONS:
-            raise ValueError(f"unknown XDP action {raw!r} (expected one of {', '.join(XDP_ACTIONS)})")
-        bitmap |= 1 << XDP_ACTIONS.index(n)
-    return bitmap
 
 
 class RelocKind(Enum):

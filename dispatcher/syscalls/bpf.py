@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import resource
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -250,6 +249,8 @@ def _bump_memlock() -> None:
     if _memlock_bumped:
         return
     _memlock_bumped = True
+    import resource  # only when creating BPF objects
+
     try:
         resource.setrlimit(resource.RLIMIT_MEMLOCK,
                            (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
@@ -271,9 +272,12 @@ class _Attr:
         if not data:
             return 0
         buf = data if isinstance(data, bytearray) else bytearray(data)
-        arr = (ctypes.c_char * len(buf)).from_buffer(buf)
-        self._keep.append(arr)
-        return ctypes.addressof(arr)
+        # a c_char over the buffer's first byte: its address is the buffer's, and it keeps
+        # the buffer alive (and unresizable) like an array would, without creating a
+        # ctypes array type per length (slow, and most lengths are new)
+        first = ctypes.c_char.from_buffer(buf)
+        self._keep.append(first)
+        return ctypes.addressof(first)
 
     def cstr(self, text: str | bytes) -> int:
         raw = os.fsencode(text) if isinstance(text, str) else text

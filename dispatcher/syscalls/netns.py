@@ -1,0 +1,53 @@
+"""Run a few calls inside another network namespace: setns(2) on the calling thread only.
+
+Sockets keep the namespace they were created in, so ``entered(path)`` is used just
+long enough to create one; the thread's own namespace is restored before returning.
+A missing path raises FileNotFoundError; a path that is not a network namespace
+raises OSError (EINVAL). The namespace is never created.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+CLONE_NEWNET = 0x40000000
+
+_libc_setns: Callable[[int, int], int] | None = None
+
+
+def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
+    """setns(2) for the calling thread (``os.setns`` from Python 3.12 on)."""
+    global _libc_setns
+    native = getattr(os, "setns", None)
+    if native is not None:
+        native(fd, nstype)
+        return
+    if _libc_setns is None:
+        fn = ctypes.CDLL(None, use_errno=True).setns
+        fn.argtypes = [ctypes.c_int, ctypes.c_int]
+        fn.restype = ctypes.c_int
+        _libc_setns = fn
+    if _libc_setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextmanager
+def entered(path: str) -> Iterator[None]:
+    """The calling thread is in the network namespace at ``path`` inside the block."""
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(target)
+            try:
+                yield
+            finally:
+                setns(own)
+        finally:
+            os.close(own)
+    finally:
+        os.close(target)
