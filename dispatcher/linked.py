@@ -1,0 +1,275 @@
+"""Build and read linked chains (I/O around the pure ``obj.combine``).
+
+``build`` creates each component's maps (pins reused by name; unpinned maps carried
+over by id from the old description when the object is unchanged), the frozen
+description map, and loads the combined program. ``read_description`` goes from a
+program fd to the parsed description (None when the program is not a linked chain).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from . import __version__, loader
+from .chain_desc import read_description
+from .errors import KernelError, ObjectFileError, VerifierError
+from .obj import combine
+from .obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
+from .obj.link import referenced_maps
+from .obj.spec import ATTACH_XDP, PROG_TYPE_XDP, MapSpec
+from .syscalls import bpf
+from .syscalls.fd import OwnedFd
+
+BPF_F_RDONLY_PROG = 0x80
+SHA_PREFIX = 16
+__all__ = ["BuiltChain", "build", "components_from_description", "create_description_map",
+           "file_sha256", "read_description"]
+
+
+def file_sha256(path: str) -> str:
+    """Hex prefix of the file's sha256 (identifies the object a slot was linked from)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()[:SHA_PREFIX]
+
+
+@dataclass
+class BuiltChain:
+    """A loaded (not yet attached) linked chain. Owns the program fd."""
+
+    prog: OwnedFd
+    combined: combine.CombinedProgram
+    description: dict[str, object]
+    components: tuple[combine.LinkComponent, ...]
+    new_pins: list[str] = field(default_factory=list)
+    carried: dict[str, list[str]] = field(default_factory=dict)   # label -> maps kept by id
+
+    def unpin_new(self) -> None:
+        for p in self.new_pins:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.prog.close()
+
+    def __enter__(self) -> BuiltChain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _old_slot(old: Mapping[str, object] | None, c: combine.LinkComponent) -> dict[str, object] | None:
+    if old is None or c.kept_slot < 0:
+        return None
+    slots = old.get("slots")
+    if not isinstance(slots, list) or c.kept_slot >= len(slots):
+        return None
+    s = slots[c.kept_slot]
+    if not isinstance(s, dict):
+        return None
+    if s.get("sha256") != c.sha256 or s.get("program") != c.prog.name or not c.sha256:
+        return None
+    return s
+
+
+def _open_component(c: combine.LinkComponent, pin_root: str, old: Mapping[str, object] | None,
+                    carried: list[str]) -> loader.LoadedObject:
+    """Create (or reuse) the maps one component references."""
+    spec = c.obj
+    names = referenced_maps(spec, c.prog)
+    prev = _old_slot(old, c)
+    prev_ids = prev.get("maps") if prev is not None else None
+    btf_fd = loader.load_btf(spec)
+    lo = loader.LoadedObject(spec=spec, btf_fd=btf_fd, maps={})
+    try:
+        for m in spec.maps:
+            if m.name not in names:
+                continue
+            mid = prev_ids.get(m.name) if isinstance(prev_ids, dict) else None
+            if isinstance(mid, int) and not m.pinning and not m.freeze:
+                fd = _reopen(mid, m)
+                if fd is not None:
+                    lo.maps[m.name] = fd
+                    carried.append(m.name)
+                    continue
+            lo.maps[m.name] = loader._create_or_reuse(spec, m, btf_fd, c.pin_dir or pin_root,
+                                                      lo, None)
+    except BaseException:
+        lo.unpin_new()
+        lo.close()
+        raise
+    return lo
+
+
+def _reopen(map_id: int, m: MapSpec) -> OwnedFd | None:
+    """The map ``map_id`` if it still exists and matches ``m``'s shape (else None)."""
+    try:
+        fd = bpf.map_get_fd_by_id(map_id)
+    except KernelError:
+        return None                      # gone: start afresh
+    try:
+        if loader.compatibility_diffs(m, bpf.map_info(fd.fd)):
+            fd.close()
+            return None
+    except BaseException:
+        fd.close()
+        raise
+    return fd
+
+
+def create_description_map(doc: Mapping[str, object]) -> OwnedFd:
+    """ARRAY key 4, value JSON+NUL, max_entries 1, RDONLY_PROG, written once and frozen."""
+    value = combine.encode_description(doc)
+    btf, vid = combine.description_btf(len(value))
+    with bpf.btf_load(btf.encode(), subject="chain description BTF") as btf_fd:
+        try:
+            fd = bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, len(value), 1, flags=BPF_F_RDONLY_PROG,
+                                name=combine.DESC_MAP_NAME, btf_fd=btf_fd.fd,
+                                btf_key_type_id=0, btf_value_type_id=vid)
+        except KernelError:
+            fd = bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, len(value), 1,
+                                flags=BPF_F_RDONLY_PROG, name=combine.DESC_MAP_NAME)
+    try:
+        bpf.map_update(fd.fd, b"\0\0\0\0", value)
+        bpf.map_freeze(fd.fd)
+    except BaseException:
+        fd.close()
+        raise
+    return fd
+
+
+_INSN_RE = re.compile(r"^(\d+): ", re.M)
+
+
+def _blame(comb: combine.CombinedProgram, log: str) -> str:
+    """The component holding the last instruction the verifier log mentions."""
+    hits = _INSN_RE.findall(log)
+    if not hits:
+        return ""
+    slot = comb.slot_of_insn(int(hits[-1]))
+    return f" (in component {slot.label})" if slot else " (in the chain's main function)"
+
+
+def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
+          old: Mapping[str, object] | None = None,
+          verifier_log: list[str] | None = None) -> BuiltChain:
+    """Check, create maps, link and load a chain of ``comps`` (given in slot order)."""
+    mode, _checks = combine.check_components(comps)      # before touching the kernel
+    if any(c.obj.btf_ext and c.obj.btf_ext.core_relos for c in comps) and \
+            loader.kernel_version() < (5, 17):
+        bad = next(c for c in comps if c.obj.btf_ext and c.obj.btf_ext.core_relos)
+        raise combine.LinkError(f"{bad.where()}: uses CO-RE relocations, which xdp-dispatch "
+                                "hands to the kernel; this needs Linux >= 5.17")
+    new_pins: list[str] = []
+    carried: dict[str, list[str]] = {}
+    with ExitStack() as stack:
+        los = []
+        try:
+            for c in comps:
+                keep: list[str] = []
+                lo = _open_component(c, pin_root, old, keep)
+                stack.callback(lo.close)
+                new_pins.extend(lo.new_pins.values())
+                los.append(lo)
+                if keep:
+                    carried[c.label] = keep
+            map_ids = [{n: bpf.map_info(fd.fd).id for n, fd in lo.maps.items()} for lo in los]
+            doc = combine.description(comps, map_ids, mode, __version__)
+            desc = create_description_map(doc)
+            stack.callback(desc.close)
+            comb = combine.combine(comps, [{n: fd.fd for n, fd in lo.maps.items()} for lo in los],
+                                   desc.fd)
+            prog = _load(comb, verifier_log)
+        except BaseException:
+            for p in new_pins:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+            raise
+    return BuiltChain(prog, comb, doc, tuple(comps), new_pins, carried)
+
+
+def _load(comb: combine.CombinedProgram, verifier_log: list[str] | None) -> OwnedFd:
+    with ExitStack() as stack:
+        btf_fd = None
+        if comb.btf is not None:
+            btf_fd = bpf.btf_load(comb.btf.encode(), subject="linked chain BTF")
+            stack.callback(btf_fd.close)
+        try:
+            return bpf.prog_load(
+                PROG_TYPE_XDP, comb.insns, comb.license, name=comb.name,
+                prog_flags=comb.prog_flags, expected_attach_type=ATTACH_XDP,
+                btf_fd=btf_fd.fd if btf_fd is not None else None,
+                func_info=encode_func_info(comb.func_info) if btf_fd is not None else b"",
+                line_info=encode_line_info(comb.line_info) if btf_fd is not None else b"",
+                core_relos=encode_core_relos(comb.core_relos) if btf_fd is not None else b"",
+                log_level=1 if verifier_log is not None else 0, verifier_log=verifier_log)
+        except VerifierError as e:
+            subject = f"linked chain ({', '.join(s.label for s in comb.slots)})" + _blame(comb, e.log)
+            raise VerifierError(e.op, e.errno, subject, e.log, hint=e.hint) from None
+        except KernelError as e:
+            hint = e.hint
+            if e.errno == errno.E2BIG:
+                hint = "the chain is too large for one program; split it or load fewer programs"
+            raise KernelError(e.op, e.errno, subject="linked chain", detail=e.detail,
+                              hint=hint) from None
+
+
+def components_from_description(doc: Mapping[str, object], *, replaced: set[int] | None = None
+                                ) -> list[combine.LinkComponent]:
+    """Re-read the objects of a description's slots (for a rebuild). ``replaced`` slots are
+    skipped. Errors name the slot when an object vanished or changed."""
+    from .obj.elf import read_object
+    from .obj.spec import names_to_actions
+
+    out = []
+    slots = doc.get("slots")
+    assert isinstance(slots, list)
+    for i, s in enumerate(slots):
+        if replaced and i in replaced:
+            continue
+        label = str(s.get("label"))
+        path = str(s.get("object"))
+        try:
+            sha = file_sha256(path)
+        except OSError as e:
+            raise ObjectFileError(
+                f"linked chain slot {i} ({label}): its object {path} cannot be read "
+                f"({e.strerror}); the chain cannot be rebuilt without it",
+                hint="restore the file, or unload this component or the whole chain") from None
+        if sha != s.get("sha256"):
+            raise ObjectFileError(
+                f"linked chain slot {i} ({label}): {path} changed since it was linked "
+                f"(sha256 {s.get('sha256')} -> {sha})",
+                hint="load the new version explicitly (unload the old one), or restore the file")
+        obj = read_object(path)
+        acts = s.get("actions")
+        prio = int(s.get("priority", 50))
+        bitmap = names_to_actions(list(acts) if isinstance(acts, list) else [])
+        settings = str(s.get("settings") or "")
+        pin_dir = str(s.get("pin_dir") or "")
+        if settings:          # redo a config entry's load-time overrides (globals, pins, frags)
+            from .declare import new_program
+            from .plan import DesiredProgram
+
+            np = new_program(obj, DesiredProgram(label, path, sha, str(s.get("program")), prio,
+                                                 bitmap, settings))
+            obj, prog, pin_dir = np.obj, np.prog, np.pin_dir or pin_dir
+        else:
+            prog = obj.program(name=str(s.get("program")))
+        out.append(combine.LinkComponent(
+            obj, prog, label, prio, bitmap, sha, kept_slot=i, pin_dir=pin_dir,
+            settings=settings, source=str(s.get("source") or "")))
+    return out

@@ -1,0 +1,464 @@
+"""Combine several XDP programs into ONE program: the linked dispatcher (pure, no I/O).
+
+Layout of the result::
+
+    [ xdp_chain (generated main) ][ comp0 entry ][ comp0 subprogs ][ comp1 entry ] ...
+
+Main keeps ctx in r6, references the description map with its 2nd instruction (so the
+map lives exactly as long as the program and is ``map_ids[0]``), and per slot calls the
+component's entry as a bpf-to-bpf subprogram, then applies the chain-call bitmap:
+continue only if bit ``verdict`` is set, otherwise return the verdict; XDP_PASS after the
+last slot. Each component is linked by ``link.link_program`` with its own maps.
+
+BTF ("hybrid"): a generated part for main, then each component's BTF shifted; the
+component ENTRY FUNC becomes static (verified as part of main's call, like a main
+program), its own global subprograms stay global. Without BTF on every component the
+chain is loaded without program BTF ("none"), which rules out callbacks and tail calls.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..chain_desc import DESC_MAP_NAME, MODE, parse_description
+
+__all__ = ["DESC_MAP_NAME", "MODE", "PROGRAM_NAME", "CombinedProgram", "ComponentCheck",
+           "LinkComponent", "LinkError", "Slot", "check_components", "combine",
+           "description", "description_btf", "encode_description", "main_btf",
+           "main_insn_count", "parse_description", "sort_components"]
+from ..errors import ObjectFileError
+from . import insn as I
+from .btf import (
+    FUNC_GLOBAL,
+    FUNC_STATIC,
+    VAR_GLOBAL_ALLOCATED,
+    Btf,
+    BtfArray,
+    BtfKind,
+    BtfMember,
+    BtfParam,
+    BtfType,
+    BtfVarSecinfo,
+)
+from .btf_ext import CoreReloRec, LineInfoRec
+from .link import LinkedProgram, link_program, referenced_maps
+from .spec import (
+    ATTACH_XDP,
+    BPF_F_XDP_HAS_FRAGS,
+    PROG_TYPE_XDP,
+    ObjectSpec,
+    ProgramSpec,
+    actions_to_names,
+)
+
+PROGRAM_NAME = "xdp_chain"             # never "xdp_dispatcher" (libxdp would misread it)
+DESC_VAR_NAME = "bpf_metadata_xdp_chain"
+DESC_VERSION = 1
+
+MAX_COMPONENTS = 10
+MAX_FRAMES = 8                          # kernel MAX_CALL_FRAMES; main takes one
+MAX_COMPONENT_FRAMES = MAX_FRAMES - 1
+MAX_STACK = 512
+MAIN_FRAME_STACK = 32                   # older kernels round every frame (even 0 bytes) to 32
+MAX_MAPS = 64
+MAX_SUBPROGS = 256
+MAX_INSNS = 1_000_000
+HELPER_TAIL_CALL = 12
+
+_GPL_COMPATIBLE = {"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
+                   "Dual MIT/GPL", "Dual MPL/GPL"}
+
+
+class LinkError(ObjectFileError):
+    """A component cannot be part of a linked chain (names the component)."""
+
+
+@dataclass(frozen=True)
+class LinkComponent:
+    """One chain member as given to the combiner."""
+
+    obj: ObjectSpec
+    prog: ProgramSpec
+    label: str
+    priority: int
+    actions: int                        # chain-call bitmap, bit N = continue on action N
+    sha256: str = ""                    # of the object file (hex prefix), for the description
+    kept_slot: int = -1                 # slot in the chain being rebuilt; -1 = new
+    pin_dir: str = ""                   # where its pinned maps live ("" = the default root)
+    settings: str = ""                  # load-time overrides (config files), kept for rebuilds
+    source: str = ""                    # the config file managing this slot, if any
+
+    @property
+    def frags(self) -> bool:
+        return self.prog.frags
+
+    def sort_key(self) -> tuple[object, ...]:
+        from ..protocol import SortKey, sort_key
+
+        kept = self.kept_slot >= 0
+        return sort_key(SortKey(self.priority, self.prog.name, kept,
+                                0 if kept else self.prog.function.insn_count,
+                                load_time=self.kept_slot if kept else 0))
+
+    def where(self) -> str:
+        return f"{self.label} ({self.obj.path})"
+
+
+def sort_components(comps: Sequence[LinkComponent]) -> list[LinkComponent]:
+    """libxdp's order (protocol.sort_key); kept components keep their relative order."""
+    return sorted(comps, key=lambda c: c.sort_key())
+
+
+@dataclass(frozen=True)
+class ComponentCheck:
+    """What the up-front checks measured for one component."""
+
+    label: str
+    insns: int
+    functions: int
+    frames: int                         # deepest call chain, in frames, entry included
+    stack: int                          # bytes along the deepest-stack call chain (rounded)
+    maps: int
+    has_btf: bool
+    uses_callbacks: bool
+    uses_tail_calls: bool
+
+
+def _fake_fds(obj: ObjectSpec, prog: ProgramSpec) -> dict[str, int]:
+    return dict.fromkeys(referenced_maps(obj, prog), 0x7FFF)
+
+
+def _functions(lp: LinkedProgram) -> list[tuple[str, int, int]]:
+    starts = sorted(s for _n, s in lp.pieces)
+    names = {s: n for n, s in lp.pieces}
+    ends = starts[1:] + [lp.insn_count]
+    return [(names[s], s, e) for s, e in zip(starts, ends, strict=True)]
+
+
+def _analyse(c: LinkComponent, lp: LinkedProgram) -> ComponentCheck:
+    funcs = _functions(lp)
+    start_idx = {s: i for i, (_n, s, _e) in enumerate(funcs)}
+    depth = [0] * len(funcs)
+    edges: list[set[int]] = [set() for _ in funcs]
+    callbacks = tail_calls = False
+    for fi, (_name, s, e) in enumerate(funcs):
+        k = s
+        while k < e:
+            code, regs, off, imm = struct.unpack_from("<BBhi", lp.insns, k * 8)
+            dst, src = regs & 0xF, regs >> 4
+            cls = code & 7
+            base = src if cls == I.BPF_LDX else dst if cls in (I.BPF_ST, I.BPF_STX) else -1
+            if base == 10 and off < 0:
+                depth[fi] = max(depth[fi], -off)
+            if code == I.OP_CALL and src == I.BPF_PSEUDO_CALL or (
+                    code == I.OP_LD_IMM64 and src == I.BPF_PSEUDO_FUNC):
+                callbacks |= code == I.OP_LD_IMM64
+                tgt = start_idx.get(k + imm + 1)
+                if tgt is None:
+                    raise LinkError(f"{c.where()}: call at instruction {k} does not land on a "
+                                    "function start")
+                edges[fi].add(tgt)
+            if code == I.OP_CALL and src == 0 and imm == HELPER_TAIL_CALL:
+                tail_calls = True
+            k += 2 if code == I.OP_LD_IMM64 else 1
+
+    frames_memo: dict[int, tuple[int, int]] = {}
+    visiting: set[int] = set()
+
+    def walk(f: int) -> tuple[int, int]:
+        if f in frames_memo:
+            return frames_memo[f]
+        if f in visiting:
+            raise LinkError(f"{c.where()}: function {funcs[f][0]} is recursive, which BPF "
+                            "does not allow")
+        visiting.add(f)
+        fr, st = 0, 0
+        for t in edges[f]:
+            a, b = walk(t)
+            fr, st = max(fr, a), max(st, b)
+        visiting.discard(f)
+        own = ((max(depth[f], 1) + 31) // 32) * 32
+        frames_memo[f] = (fr + 1, st + own)
+        return frames_memo[f]
+
+    frames, stack = walk(0)
+    has_btf = (c.obj.btf is not None and c.obj.btf_ext is not None
+               and len(lp.func_info) == len(funcs))
+    return ComponentCheck(c.label, lp.insn_count, len(funcs), frames, stack,
+                          len(referenced_maps(c.obj, c.prog)), has_btf, callbacks, tail_calls)
+
+
+def check_components(comps: Sequence[LinkComponent]) -> tuple[str, list[ComponentCheck]]:
+    """Up-front checks (no kernel needed). Returns (BTF mode, per-component measures) or
+    raises ``LinkError`` naming the component that does not fit."""
+    if not comps:
+        raise LinkError("a linked chain needs at least one component")
+    if len(comps) > MAX_COMPONENTS:
+        raise LinkError(f"{len(comps)} programs requested; a linked chain holds at most "
+                        f"{MAX_COMPONENTS} (like libxdp's dispatcher)")
+    checks = []
+    for c in comps:
+        p = c.prog
+        if p.prog_type != PROG_TYPE_XDP or p.expected_attach_type not in (0, ATTACH_XDP):
+            raise LinkError(f"{c.where()}: program {p.name} (section {p.section}) is not a plain "
+                            "XDP program (devmap/cpumap/freplace programs cannot be linked)")
+        try:
+            lp = link_program(c.obj, p, _fake_fds(c.obj, p))
+        except ObjectFileError as e:
+            raise LinkError(f"{c.where()}: {e.message}") from None
+        ck = _analyse(c, lp)
+        if ck.frames > MAX_COMPONENT_FRAMES:
+            raise LinkError(f"{c.where()}: its calls nest {ck.frames} frames deep; a linked "
+                            f"component may use at most {MAX_COMPONENT_FRAMES} (the kernel allows "
+                            f"{MAX_FRAMES} and the chain's main function takes one)")
+        if ck.stack + MAIN_FRAME_STACK > MAX_STACK:
+            raise LinkError(f"{c.where()}: its call chain uses {ck.stack} bytes of stack; linked "
+                            f"below the chain's main frame ({MAIN_FRAME_STACK} bytes on older "
+                            f"kernels) that exceeds the kernel's {MAX_STACK}-byte limit")
+        checks.append(ck)
+    mode = "hybrid" if all(ck.has_btf for ck in checks) else "none"
+    if mode == "none":
+        no_btf = next(ck.label for ck in checks if not ck.has_btf)
+        for c, ck in zip(comps, checks, strict=True):
+            what = ("bpf_loop-style callbacks" if ck.uses_callbacks else
+                    "tail calls" if ck.uses_tail_calls else
+                    "CO-RE relocations" if c.obj.btf_ext and c.obj.btf_ext.core_relos else "")
+            if what:
+                raise LinkError(f"{c.where()}: uses {what}, which need program BTF, but "
+                                f"component {no_btf} has no BTF/func_info, so the chain is "
+                                "linked without BTF")
+    total_funcs = 1 + sum(ck.functions for ck in checks)
+    if total_funcs > MAX_SUBPROGS:
+        raise LinkError(f"the chain would have {total_funcs} functions; the kernel allows "
+                        f"{MAX_SUBPROGS} per program (largest: "
+                        f"{max(checks, key=lambda k: k.functions).label})")
+    total_maps = 1 + sum(ck.maps for ck in checks)
+    if total_maps > MAX_MAPS:
+        raise LinkError(f"the chain would reference {total_maps} maps (with its description "
+                        f"map); the kernel allows {MAX_MAPS} per program (most: "
+                        f"{max(checks, key=lambda k: k.maps).label} with "
+                        f"{max(ck.maps for ck in checks)})")
+    total = main_insn_count(len(comps)) + sum(ck.insns for ck in checks)
+    if total > MAX_INSNS:
+        raise LinkError(f"the chain would have {total} instructions; the kernel allows "
+                        f"{MAX_INSNS}")
+    return mode, checks
+
+
+# ------------------------------------------------------------------ main function
+
+def main_insn_count(n: int) -> int:
+    return 3 + 6 * n + 3
+
+
+def _main(n: int, desc_fd: int, masks: Sequence[int], bases: Sequence[int]) -> bytes:
+    """Generated main; ``bases`` are absolute instruction indexes of each entry."""
+    out: list[I.Insn] = [I.mov64_reg(6, 1), *I.ld_imm64(1, I.BPF_PSEUDO_MAP_FD, desc_fd)]
+    out_idx = main_insn_count(n) - 1
+    for i in range(n):
+        call_at = len(out) + 1
+        out.append(I.mov64_reg(1, 6))
+        out.append(I.call_pseudo(bases[i] - call_at - 1))
+        out.append(I.mov32_imm(1, 1))
+        out.append(I.alu32_reg(I.BPF_LSH, 1, 0))
+        out.append(I.alu32_imm(I.BPF_AND, 1, masks[i] & 0x1F))
+        out.append(I.jmp_imm(I.BPF_JEQ, 1, 0, out_idx - len(out) - 1))
+    out.append(I.mov64_imm(0, 2))    # XDP_PASS after the last slot
+    out.append(I.exit_insn())
+    out.append(I.exit_insn())        # out_r0: return the verdict that stopped the chain
+    assert len(out) == main_insn_count(n)
+    return I.encode(out)
+
+
+def _strtab(strings: Sequence[str]) -> tuple[bytes, dict[str, int]]:
+    buf = bytearray(b"\0")
+    offs: dict[str, int] = {}
+    for s in strings:
+        if s and s not in offs:
+            offs[s] = len(buf)
+            buf += s.encode() + b"\0"
+    return bytes(buf), offs
+
+
+def _slot_line(i: int, c: LinkComponent) -> str:
+    names = ",".join(actions_to_names(c.actions)) or "none"
+    return f"slot {i}: {c.label} prio={c.priority} continue on {names}"
+
+
+_MAIN_FILE = "<xdp-dispatch linked chain>"
+
+
+def main_btf(comps: Sequence[LinkComponent]) -> tuple[Btf, int, dict[str, int]]:
+    """Part 0 of the program BTF: types for main's FUNC plus line-info strings.
+    Returns (btf, FUNC id of main, string offsets)."""
+    lines = [_slot_line(i, c) for i, c in enumerate(comps)] + ["return XDP_PASS"]
+    names = ["int", "unsigned int", "xdp_md", "data", "data_end", "data_meta",
+             "ingress_ifindex", "rx_queue_index", "egress_ifindex", "ctx", PROGRAM_NAME,
+             _MAIN_FILE, *lines]
+    strs, off = _strtab(names)
+    u32 = 2
+    members = tuple(BtfMember(n, off[n], u32, i * 32) for i, n in enumerate(
+        ("data", "data_end", "data_meta", "ingress_ifindex", "rx_queue_index",
+         "egress_ifindex")))
+    types = [
+        BtfType(BtfKind.INT, name_off=off["int"], size_or_type=4, int_encoding=(1 << 24) | 32),
+        BtfType(BtfKind.INT, name_off=off["unsigned int"], size_or_type=4, int_encoding=32),
+        BtfType(BtfKind.STRUCT, name_off=off["xdp_md"], size_or_type=24, members=members),
+        BtfType(BtfKind.PTR, size_or_type=3),
+        BtfType(BtfKind.FUNC_PROTO, size_or_type=1, params=(BtfParam("ctx", off["ctx"], 4),)),
+        BtfType(BtfKind.FUNC, name_off=off[PROGRAM_NAME], size_or_type=5, linkage=FUNC_GLOBAL),
+    ]
+    return Btf.from_parts(types, strs), 6, off
+
+
+# ------------------------------------------------------------------ combining
+
+@dataclass(frozen=True)
+class Slot:
+    label: str
+    start: int          # instruction index of the entry
+    end: int            # one past the component's last instruction
+
+
+@dataclass(frozen=True)
+class CombinedProgram:
+    name: str
+    insns: bytes
+    btf_mode: str                        # hybrid | none
+    btf: Btf | None
+    func_info: tuple[tuple[int, int], ...]
+    line_info: tuple[LineInfoRec, ...]
+    core_relos: tuple[CoreReloRec, ...]
+    license: str
+    prog_flags: int
+    slots: tuple[Slot, ...]
+    checks: tuple[ComponentCheck, ...] = field(default=())
+
+    @property
+    def insn_count(self) -> int:
+        return len(self.insns) // 8
+
+    def slot_of_insn(self, idx: int) -> Slot | None:
+        for s in self.slots:
+            if s.start <= idx < s.end:
+                return s
+        return None
+
+
+def chain_license(comps: Sequence[LinkComponent]) -> str:
+    """"GPL" if every component's license is GPL-compatible, else the first other one."""
+    for c in comps:
+        if c.obj.license not in _GPL_COMPATIBLE:
+            return c.obj.license or "unknown"
+    return "GPL"
+
+
+def chain_frags(comps: Sequence[LinkComponent]) -> bool:
+    return all(c.frags for c in comps)
+
+
+def combine(comps: Sequence[LinkComponent], map_fds: Sequence[Mapping[str, int]],
+            desc_fd: int) -> CombinedProgram:
+    """Build the chain program from components in slot order (see ``sort_components``).
+    ``map_fds[i]`` maps component i's map names to (borrowed) fds."""
+    if len(map_fds) != len(comps):
+        raise ValueError("one map-fd mapping per component")
+    mode, checks = check_components(comps)
+    n = len(comps)
+    main_len = main_insn_count(n)
+    linked: list[LinkedProgram] = []
+    for c, fds in zip(comps, map_fds, strict=True):
+        try:
+            linked.append(link_program(c.obj, c.prog, fds))
+        except ObjectFileError as e:
+            raise LinkError(f"{c.where()}: {e.message}") from None
+    bases = []
+    pos = main_len
+    for lp in linked:
+        bases.append(pos)
+        pos += lp.insn_count
+    insns = _main(n, desc_fd, [c.actions for c in comps], bases) + b"".join(
+        lp.insns for lp in linked)
+    slots = tuple(Slot(c.label, b, b + lp.insn_count)
+                  for c, b, lp in zip(comps, bases, linked, strict=True))
+
+    btf: Btf | None = None
+    func_info: list[tuple[int, int]] = []
+    line_info: list[LineInfoRec] = []
+    core: list[CoreReloRec] = []
+    if mode == "hybrid":
+        btf, main_func, off = main_btf(comps)
+        func_info.append((0, main_func))
+        file_off = off[_MAIN_FILE]
+        line_info.append(LineInfoRec(0, file_off, file_off, 1 << 10))
+        for i, c in enumerate(comps):
+            line_info.append(LineInfoRec(3 + 6 * i, file_off, off[_slot_line(i, c)],
+                                         (i + 2) << 10))
+        line_info.append(LineInfoRec(3 + 6 * n, file_off, off["return XDP_PASS"],
+                                     (n + 2) << 10))
+        lines_ok = True
+        for c, lp, base in zip(comps, linked, bases, strict=True):
+            assert c.obj.btf is not None
+            btf, id_base, str_base = btf.append(c.obj.btf)
+            entry_tid = lp.func_info[0][1] + id_base
+            btf = btf.with_func_linkage(entry_tid, FUNC_STATIC)
+            func_info.extend((base + o, t + id_base) for o, t in lp.func_info)
+            starts = {s for _n, s in lp.pieces}
+            if not starts <= {li.insn_off for li in lp.line_info}:
+                lines_ok = False
+            line_info.extend(LineInfoRec(base + li.insn_off, li.file_name_off + str_base,
+                                         li.line_off + str_base, li.line_col)
+                             for li in lp.line_info)
+            core.extend(CoreReloRec(cr.insn_off + base * 8, cr.type_id + id_base,
+                                    cr.access_str_off + str_base, cr.kind)
+                        for cr in lp.core_relos)
+        if not lines_ok:   # the kernel wants line info at every function start, or none
+            line_info = []
+    flags = BPF_F_XDP_HAS_FRAGS if chain_frags(comps) else 0
+    return CombinedProgram(PROGRAM_NAME, insns, mode, btf, tuple(func_info), tuple(line_info),
+                           tuple(core), chain_license(comps), flags, slots, tuple(checks))
+
+
+# ------------------------------------------------------------------ description
+
+def description(comps: Sequence[LinkComponent], map_ids: Sequence[Mapping[str, int]],
+                btf_mode: str, tool_version: str = "") -> dict[str, object]:
+    """The JSON document stored in the description map (components in slot order)."""
+    return {
+        "version": DESC_VERSION, "mode": MODE, "tool": f"xdp-dispatch {tool_version}".strip(),
+        "btf": btf_mode, "frags": chain_frags(comps),
+        "slots": [{
+            "label": c.label, "priority": c.priority,
+            "actions": list(actions_to_names(c.actions)), "frags": c.frags,
+            "object": c.obj.path, "sha256": c.sha256, "program": c.prog.name,
+            "section": c.prog.section, "maps": dict(ids),
+            **({"pin_dir": c.pin_dir} if c.pin_dir else {}),
+            **({"settings": c.settings} if c.settings else {}),
+            **({"source": c.source} if c.source else {}),
+        } for c, ids in zip(comps, map_ids, strict=True)],
+    }
+
+
+def encode_description(doc: Mapping[str, object]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=False).encode() + b"\0"
+
+
+def description_btf(value_size: int) -> tuple[Btf, int]:
+    """BTF for the description map value: DATASEC .rodata { const char
+    bpf_metadata_xdp_chain[value_size] } (what ``bpftool prog show`` prints as metadata).
+    Returns (btf, value type id)."""
+    strs, off = _strtab(["char", "int", DESC_VAR_NAME, ".rodata"])
+    types = [
+        BtfType(BtfKind.INT, name_off=off["char"], size_or_type=1, int_encoding=(1 << 24) | 8),
+        BtfType(BtfKind.INT, name_off=off["int"], size_or_type=4, int_encoding=(1 << 24) | 32),
+        BtfType(BtfKind.ARRAY, array=BtfArray(1, 2, value_size)),
+        BtfType(BtfKind.CONST, size_or_type=3),
+        BtfType(BtfKind.VAR, name_off=off[DESC_VAR_NAME], size_or_type=4,
+                linkage=VAR_GLOBAL_ALLOCATED),
+        BtfType(BtfKind.DATASEC, name_off=off[".rodata"], size_or_type=value_size,
+                secinfos=(BtfVarSecinfo(5, 0, value_size),)),
+    ]
+    return Btf.from_parts(types, strs), 6

@@ -1,0 +1,313 @@
+"""dispatcher.obj.combine: the linked chain builder (pure; no kernel).
+
+Real objects (bpf/examples, Debian's xdp-tools objects) for layout and BTF; small
+hand-built objects for the limits (call frames, stack, maps, tail calls, callbacks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import replace
+
+import pytest
+
+from dispatcher.obj import combine
+from dispatcher.obj import insn as I
+from dispatcher.obj.btf import FUNC_GLOBAL, FUNC_STATIC, Btf, BtfKind
+from dispatcher.obj.elf import read_object
+from dispatcher.obj.spec import (
+    ATTACH_XDP,
+    ATTACH_XDP_DEVMAP,
+    BPF_F_XDP_HAS_FRAGS,
+    PROG_TYPE_XDP,
+    FunctionSpec,
+    MapSpec,
+    ObjectSpec,
+    ProgramSpec,
+    RelocKind,
+    RelocSpec,
+)
+from tests.objects import DEBIAN_BPF_DIR, example
+
+PASS, DROP, TX = 1 << 2, 1 << 1, 1 << 3
+
+
+def comp(path: str, prio: int | None = None, actions: int | None = None,
+         label: str | None = None, kept: int = -1) -> combine.LinkComponent:
+    obj = read_object(path)
+    prog = next(p for p in obj.programs if p.prog_type == PROG_TYPE_XDP)
+    return combine.LinkComponent(obj, prog, label or prog.name,
+                                 prog.run_config.priority if prio is None else prio,
+                                 prog.run_config.chain_call_actions if actions is None else actions,
+                                 "0" * 16, kept)
+
+
+def fds(comps: list[combine.LinkComponent]) -> list[dict[str, int]]:
+    from dispatcher.obj.link import referenced_maps
+
+    return [{n: 100 + 10 * i + j for j, n in enumerate(referenced_maps(c.obj, c.prog))}
+            for i, c in enumerate(comps)]
+
+
+def decode(b: bytes) -> list[I.Insn]:
+    return I.decode(b)
+
+
+# ---------------------------------------------------------------- synthetic objects
+
+def _enc(*insns: I.Insn | tuple[I.Insn, I.Insn]) -> bytes:
+    flat: list[I.Insn] = []
+    for x in insns:
+        flat.extend(x if isinstance(x, tuple) else (x,))
+    return I.encode(flat)
+
+
+def synth(name: str, funcs: list[tuple[str, bytes, tuple[RelocSpec, ...]]],
+          maps: tuple[MapSpec, ...] = (), attach: int = ATTACH_XDP,
+          flags: int = 0, license: str = "GPL") -> ObjectSpec:
+    """An object without BTF: the first function is the entry (section 'xdp'), the rest
+    live in .text in order."""
+    fs = []
+    start = 0
+    for i, (fname, code, relocs) in enumerate(funcs):
+        sec = "xdp" if i == 0 else ".text"
+        fs.append(FunctionSpec(fname, sec, 0 if i == 0 else start, code, i == 0, relocs))
+        if i:
+            start += len(code) // 8
+    prog = ProgramSpec(funcs[0][0], "xdp", PROG_TYPE_XDP, attach, flags, fs[0])
+    return ObjectSpec(f"/synthetic/{name}.o", name, license, (prog,), maps, tuple(fs), None, None)
+
+
+def synth_comp(obj: ObjectSpec, prio: int = 50) -> combine.LinkComponent:
+    return combine.LinkComponent(obj, obj.programs[0], obj.programs[0].name, prio, PASS)
+
+
+def chain_of_calls(depth: int, stack_each: int = 8) -> ObjectSpec:
+    """depth functions, each storing at r10-stack_each and calling the next (bpf-to-bpf)."""
+    funcs = []
+    text_start = 0
+    sizes = []
+    for i in range(depth):
+        last = i == depth - 1
+        n = 3 if last else 4
+        sizes.append(n)
+    for i in range(depth):
+        last = i == depth - 1
+        body = [I.st_mem(I.BPF_DW, 10, -stack_each, 0)]
+        relocs: tuple[RelocSpec, ...] = ()
+        if not last:
+            body.append(I.call_pseudo(-1))
+            relocs = (RelocSpec(1, RelocKind.CALL, f"f{i + 1}", target_section=".text",
+                                target_insn=text_start if i == 0 else text_start + sizes[i]),)
+            if i:
+                text_start += sizes[i]
+        body += [I.mov64_imm(0, 2), I.exit_insn()]
+        funcs.append((f"f{i}", _enc(*body), relocs))
+    return synth(f"deep{depth}", funcs)
+
+
+# ---------------------------------------------------------------- layout
+
+def test_main_layout_calls_each_entry_and_applies_masks() -> None:
+    comps = combine.sort_components([comp(example("xdp_counter")), comp(example("xdp_runcfg")),
+                                     comp(example("xdp_globals"), prio=60, actions=PASS | TX)])
+    assert [c.label for c in comps] == ["xdp_runcfg", "xdp_counter", "xdp_globals"]
+    cp = combine.combine(comps, fds(comps), desc_fd=77)
+    ins = decode(cp.insns)
+    assert ins[0] == I.mov64_reg(6, 1)
+    assert ins[1].code == I.OP_LD_IMM64 and ins[1].src == I.BPF_PSEUDO_MAP_FD and ins[1].imm == 77
+    n = len(comps)
+    out_idx = combine.main_insn_count(n) - 1
+    for i, (c, s) in enumerate(zip(comps, cp.slots, strict=True)):
+        blk = 3 + 6 * i
+        assert ins[blk] == I.mov64_reg(1, 6)
+        call = ins[blk + 1]
+        assert call.is_pseudo_call and blk + 1 + call.imm + 1 == s.start
+        assert ins[blk + 4] == I.alu32_imm(I.BPF_AND, 1, c.actions)
+        jeq = ins[blk + 5]
+        assert jeq.code == I.BPF_JMP | I.BPF_JEQ and blk + 5 + jeq.off + 1 == out_idx
+        # the entry's first instruction is the component's own first instruction
+        assert cp.insns[s.start * 8:s.start * 8 + 8] == c.prog.function.insns[:8] or \
+            ins[s.start].code == I.OP_LD_IMM64
+    assert ins[out_idx - 2] == I.mov64_imm(0, 2) and ins[out_idx].is_exit
+    assert cp.slots[-1].end == cp.insn_count
+    assert cp.name == "xdp_chain" != "xdp_dispatcher"
+
+
+def test_maps_are_patched_with_each_components_own_fds() -> None:
+    comps = [comp(example("xdp_counter")), comp(example("xdp_counter"), label="second")]
+    f = fds(comps)
+    cp = combine.combine(comps, f, desc_fd=5)
+    for s, m in zip(cp.slots, f, strict=True):
+        imms = {i.imm for i in decode(cp.insns[s.start * 8:s.end * 8])
+                if i.code == I.OP_LD_IMM64 and i.src == I.BPF_PSEUDO_MAP_FD}
+        assert imms == set(m.values())
+
+
+def test_hybrid_btf_entry_static_globals_kept_main_first() -> None:
+    comps = [comp(example("xdp_subprogs")), comp(example("xdp_counter"))]
+    cp = combine.combine(comps, fds(comps), 9)
+    assert cp.btf_mode == "hybrid" and cp.btf is not None
+    btf = Btf.parse(cp.btf.encode())            # encodes and decodes
+    fi = dict(cp.func_info)
+    assert cp.func_info[0][0] == 0
+    main = btf.type_by_id(cp.func_info[0][1])
+    assert main.name == "xdp_chain" and main.linkage == FUNC_GLOBAL
+    for s in cp.slots:
+        entry = btf.type_by_id(fi[s.start])
+        assert entry.kind == BtfKind.FUNC and entry.linkage == FUNC_STATIC
+        assert entry.name == s.label
+    # xdp_subprogs has a global subprogram: it stays global
+    globals_kept = [btf.type_by_id(t).name for o, t in cp.func_info[1:]
+                    if o not in {s.start for s in cp.slots}
+                    and btf.type_by_id(t).linkage == FUNC_GLOBAL]
+    assert globals_kept, "the component's global subprogram lost its linkage"
+    offs = [o for o, _ in cp.func_info]
+    assert offs == sorted(offs) and len(set(offs)) == len(offs)
+    li = [r.insn_off for r in cp.line_info]
+    assert li == sorted(li) and set(offs) <= set(li)
+    assert btf.string_at(cp.line_info[1].line_off).startswith("slot 0: xdp_sub_a prio=50")
+
+
+def test_component_btf_appended_after_the_generated_part() -> None:
+    paths = [os.path.join(DEBIAN_BPF_DIR, "xdpfilt_alw_all.o"), example("xdp_counter")]
+    if not all(os.path.exists(p) for p in paths):
+        pytest.skip("Debian xdp-tools objects are not installed")
+    comps = [comp(p) for p in paths]
+    cp = combine.combine(comps, fds(comps), 3)
+    assert cp.btf is not None
+    for a, b in zip(comps[0].obj.btf.types[1:20], cp.btf.types[7:26], strict=True):  # type: ignore[union-attr]
+        assert a.name == b.name and a.kind == b.kind
+
+
+def test_license_and_frags_policy() -> None:
+    pa, fr = comp(example("xdp_pass")), comp(example("xdp_frags"))
+    assert combine.combine([fr], fds([fr]), 3).prog_flags == BPF_F_XDP_HAS_FRAGS
+    assert combine.combine([pa, fr], fds([pa, fr]), 3).prog_flags == 0
+    assert combine.chain_license([pa, fr]) == "GPL"
+    prop = replace(pa, obj=replace(pa.obj, license="Proprietary"))
+    assert combine.chain_license([fr, prop]) == "Proprietary"
+    dual = replace(pa, obj=replace(pa.obj, license="Dual BSD/GPL"))
+    assert combine.chain_license([dual, fr]) == "GPL"
+
+
+def test_sort_keeps_existing_before_new_on_ties() -> None:
+    a = comp(example("xdp_pass"), prio=20, kept=1)
+    b = comp(example("xdp_pass_long"), prio=20)      # new, same name: after the kept one
+    c = comp(example("xdp_pass"), prio=20, kept=0)
+    d = comp(example("xdp_counter"), prio=5)
+    order = combine.sort_components([a, b, c, d])
+    assert [(x.label, x.kept_slot) for x in order] == [
+        ("xdp_counter", -1), ("xdp_pass", 0), ("xdp_pass", 1), ("xdp_pass", -1)]
+
+
+# ---------------------------------------------------------------- limits and refusals
+
+def test_more_than_ten_components_refused() -> None:
+    c = comp(example("xdp_pass"))
+    with pytest.raises(combine.LinkError, match="at most 10"):
+        combine.check_components([c] * 11)
+
+
+def test_devmap_program_refused_by_name() -> None:
+    o = synth("dm", [("dm_prog", _enc(I.mov64_imm(0, 2), I.exit_insn()), ())],
+              attach=ATTACH_XDP_DEVMAP)
+    with pytest.raises(combine.LinkError, match=r"dm_prog \(/synthetic/dm.o\).*not a plain XDP"):
+        combine.check_components([synth_comp(o)])
+
+
+def test_call_frames_seven_ok_eight_refused() -> None:
+    ok = combine.check_components([synth_comp(chain_of_calls(7))])[1][0]
+    assert ok.frames == 7
+    with pytest.raises(combine.LinkError, match=r"f0 \(/synthetic/deep8.o\).*8 frames deep"):
+        combine.check_components([synth_comp(chain_of_calls(8))])
+
+
+def test_stack_along_call_chain_limit() -> None:
+    # 2 frames of 224 bytes = 448 (+32 for main) fits; 2 x 256 = 512 does not.
+    assert combine.check_components([synth_comp(chain_of_calls(2, 224))])[1][0].stack == 448
+    with pytest.raises(combine.LinkError, match="512 bytes of stack"):
+        combine.check_components([synth_comp(chain_of_calls(2, 256))])
+
+
+def test_recursion_refused() -> None:
+    code = _enc(I.call_pseudo(-1), I.mov64_imm(0, 2), I.exit_insn())
+    o = synth("rec", [("r", code, (RelocSpec(0, RelocKind.CALL, "r", target_section="xdp",
+                                             target_insn=0),))])
+    with pytest.raises(combine.LinkError, match="recursive"):
+        combine.check_components([synth_comp(o)])
+
+
+def test_too_many_maps_refused() -> None:
+    maps = tuple(MapSpec(f"m{i}", f"m{i}", 2, 4, 8, 1) for i in range(7))
+    body = []
+    relocs = []
+    for i in range(7):
+        relocs.append(RelocSpec(len(body), RelocKind.MAP, f"m{i}", map_name=f"m{i}"))
+        body.extend(I.ld_map_fd(1, 0))
+    body += [I.mov64_imm(0, 2), I.exit_insn()]
+    o = synth("manymaps", [("mm", I.encode(body), tuple(relocs))], maps=maps)
+    combine.check_components([synth_comp(o)] * 9)          # 63 + description = 64
+    with pytest.raises(combine.LinkError, match="71 maps.*64 per program"):
+        combine.check_components([synth_comp(o)] * 10)
+
+
+def test_without_btf_chain_is_linked_without_program_btf() -> None:
+    plain = synth("plain", [("plain", _enc(I.mov64_imm(0, 2), I.exit_insn()), ())])
+    c = comp(example("xdp_counter"))
+    cp = combine.combine([synth_comp(plain), c], fds([synth_comp(plain), c]), 4)
+    assert cp.btf_mode == "none" and cp.btf is None and not cp.func_info and not cp.line_info
+
+
+def test_tail_call_refused_without_btf() -> None:
+    tc = synth("tc", [("tc", _enc(I.call_helper(12), I.mov64_imm(0, 2), I.exit_insn()), ())])
+    with pytest.raises(combine.LinkError, match=r"tc \(/synthetic/tc.o\): uses tail calls"):
+        combine.check_components([synth_comp(tc)])
+
+
+def test_callback_refused_without_btf() -> None:
+    code = _enc(I.ld_imm64(2, I.BPF_PSEUDO_FUNC, 0), I.mov64_imm(0, 2), I.exit_insn(),
+                I.mov64_imm(0, 0), I.exit_insn())
+    o = synth("cb", [("cb", code[:32], (RelocSpec(0, RelocKind.FUNC_ADDR, "cbf",
+                                                   target_section=".text", target_insn=0),)),
+                     ("cbf", code[32:], ())])
+    with pytest.raises(combine.LinkError, match="callbacks"):
+        combine.check_components([synth_comp(o)])
+
+
+def test_extern_reference_refused_with_component_name() -> None:
+    code = _enc(I.ld_imm64(1, 0, 0), I.mov64_imm(0, 2), I.exit_insn())
+    o = synth("ext", [("ext", code, (RelocSpec(0, RelocKind.EXTERN, "bpf_ksym"),))])
+    with pytest.raises(combine.LinkError, match=r"ext \(/synthetic/ext.o\).*extern symbol"):
+        combine.check_components([synth_comp(o)])
+
+
+# ---------------------------------------------------------------- description
+
+def test_description_roundtrip_and_btf() -> None:
+    comps = [comp(example("xdp_counter")), comp(example("xdp_runcfg"))]
+    doc = combine.description(comps, [{"counters": 42}, {}], "hybrid", "0.1.0")
+    raw = combine.encode_description(doc)
+    assert raw.endswith(b"\0") and combine.parse_description(raw + b"\0\0") == doc
+    assert doc["mode"] == "linked" and doc["version"] == 1
+    slots = doc["slots"]
+    assert isinstance(slots, list)
+    assert slots[0]["maps"] == {"counters": 42} and slots[1]["actions"] == ["XDP_DROP", "XDP_PASS"]
+    assert combine.parse_description(b'{"mode":"other"}\0') is None
+    assert combine.parse_description(b"\xff\0") is None
+    btf, vid = combine.description_btf(len(raw))
+    back = Btf.parse(btf.encode())
+    ds = back.type_by_id(vid)
+    assert ds.kind == BtfKind.DATASEC and ds.name == ".rodata" and ds.size == len(raw)
+    var = back.type_by_id(ds.secinfos[0].type_id)
+    assert var.name == "bpf_metadata_xdp_chain" and back.resolve_size(var.type_id) == len(raw)
+    json.loads(raw[:-1])
+
+
+def test_main_insns_fixed_size() -> None:
+    for n in range(1, 11):
+        code = combine._main(n, 3, [PASS] * n, [combine.main_insn_count(n)] * n)
+        assert len(code) // 8 == combine.main_insn_count(n)
+        struct.unpack_from("<BBhi", code, 0)
