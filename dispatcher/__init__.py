@@ -10,7 +10,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {"load", "load_plain", "unload", "unload_all", "status", "clean", "probe_features",
-        "read_object", "select_program", "LoadResult"}
+        "read_object", "select_program", "LoadResult", "check_config", "plan_config",
+        "apply_config", "config_drift", "status_report", "managed_by", "StatusReport"}
 
 __all__ = sorted(_API | {"__version__"})
 

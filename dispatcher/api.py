@@ -15,15 +15,21 @@ from typing import TYPE_CHECKING
 
 from .errors import ObjectFileError, UsageError
 from .netlink import MODES as _ALL_MODES
-from .obj.elf import read_object
-from .obj.spec import PROG_TYPE_XDP, ObjectSpec, ProgramSpec, names_to_actions
 from .privileges import require_root
 
 if TYPE_CHECKING:
     from .chain import ChangeResult
+    from .config import ChainConfig
+    from .drift import InterfaceDrift
+    from .obj.spec import ObjectSpec, ProgramSpec
+    from .plan import InterfacePlan
     from .state import InterfaceState
 
+# Modules that parse objects or change chains are imported by the functions that use
+# them: `status` must not pay for the ELF reader, the linker or the loader.
+
 MODES = {k: v for k, v in _ALL_MODES.items() if k != "unspecified"}
+PROG_TYPE_XDP = 6  # BPF_PROG_TYPE_XDP (== dispatcher.obj.spec.PROG_TYPE_XDP)
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,13 @@ class LoadResult:
     prog_id: int
     tag: str
     mode: str
+
+
+def read_object(path: str) -> ObjectSpec:
+    """Read and parse a BPF ELF object file (``dispatcher.obj.elf.read_object``)."""
+    from .obj.elf import read_object as read
+
+    return read(path)
 
 
 def select_program(obj: ObjectSpec, *, section: str | None = None,
@@ -58,6 +71,8 @@ def _root(notice: Callable[[str], None] | None) -> str:
 
 
 def parse_actions(spec: str | Sequence[str]) -> int:
+    from .obj.actions import names_to_actions
+
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     try:
         return names_to_actions([s for s in items if s.strip()])
@@ -69,8 +84,10 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
          actions: str | Sequence[str] | None = None, section: str | None = None,
          prog_name: str | None = None, netns: str | None = None, force: bool = False,
          verifier_log: list[str] | None = None,
-         notice: Callable[[str], None] | None = None) -> ChangeResult:
-    """Add programs to ``iface``'s chain (one atomic swap). CLI values override run config."""
+         notice: Callable[[str], None] | None = None, dispatch: str = "auto") -> ChangeResult:
+    """Add programs to ``iface``'s chain (one atomic swap). CLI values override run config.
+    ``dispatch``: ``auto`` (freplace where the kernel allows it, else a linked chain),
+    ``freplace`` or ``linked``."""
     from . import chain
 
     if mode not in MODES:
@@ -90,7 +107,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
         new.append(chain.NewProgram(obj, prog, prio, acts))
     root = _root(notice)
     return chain.change(iface, mode=mode, add=new, netns=netns, root=root, force=force,
-                        notice=notice, verifier_log=verifier_log)
+                        notice=notice, verifier_log=verifier_log, dispatch=dispatch)
 
 
 def load_plain(iface: str, path: str, *, mode: str = "native", section: str | None = None,
@@ -128,16 +145,18 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
 
 
 def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A002
-           netns: str | None = None, mode: str | None = None) -> ChangeResult | None:
-    """Remove programs by id (or everything) from ``iface``'s chain, in one swap."""
+           netns: str | None = None, mode: str | None = None,
+           names: Sequence[str] = ()) -> ChangeResult | None:
+    """Remove programs by id (or everything) from ``iface``'s chain, in one swap.
+    ``names``: components of a linked chain, by name (they have no program id)."""
     from . import chain, netlink
 
-    if not all and not ids:
-        raise UsageError("say what to unload: --all or -i ID")
+    if not all and not ids and not names:
+        raise UsageError("say what to unload: --all, -i ID or -n NAME")
     require_root("unloading programs")
     root = _root(None)
-    ifindex = netlink.ifindex_of(iface, netns=netns)
-    xs = netlink.read_xdp(ifindex, netns=netns)
+    xs = netlink.read_xdp_by_name(iface, netns=netns)
+    ifindex = xs.ifindex
     cur_mode = {4: "native", 2: "skb"}.get(4 if xs.drv_prog_id else 2 if xs.skb_prog_id else 0)
     ids_set = set(ids)
     if xs.hw_prog_id and (all or xs.hw_prog_id in ids_set):
@@ -146,9 +165,12 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
         if not all and not ids_set:
             return None
     if not cur_mode:
-        if ids_set:
+        if ids_set or names:
             raise UsageError(f"{iface}: no XDP program is attached")
         return None
+    if names:
+        return chain.change(iface, mode=mode or cur_mode, remove_ids=ids_set, remove_all=all,
+                            netns=netns, root=root, remove_names=set(names))
     if ids_set and xs.prog_id in ids_set and not all:
         # a plain (legacy) program, removed by its own id
         all = True
@@ -160,8 +182,7 @@ def unload_all(iface: str, *, netns: str | None = None) -> list[int]:
     """Detach everything from ``iface``; returns the ids that were attached."""
     from . import netlink
 
-    ifindex = netlink.ifindex_of(iface, netns=netns)
-    xs = netlink.read_xdp(ifindex, netns=netns)
+    xs = netlink.read_xdp_by_name(iface, netns=netns)
     before = [i for i in (xs.hw_prog_id, xs.drv_prog_id, xs.skb_prog_id) if i]
     unload(iface, all=True, netns=netns)
     return before
@@ -174,6 +195,81 @@ def status(iface: str | None = None, *, netns: str | None = None) -> list[Interf
 
     root = bpffs.bpffs_root()
     return observe.status(iface, netns=netns, root=root if bpffs.is_bpffs(root) else None)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """``status [IFACE] [--config FILE]``: observed interfaces, who manages each program
+    (program id -> config file or "xdp-dispatch"; absent = not ours) and, with a config,
+    the drift between it and the kernel."""
+
+    interfaces: list[InterfaceState]
+    managed: dict[int, str]
+    config: str | None = None
+    drift: list[InterfaceDrift] | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return any(d.drifted for d in self.drift or [])
+
+    @property
+    def errors(self) -> bool:
+        return any(s.error for s in self.interfaces) or any(d.error for d in self.drift or [])
+
+    def to_json(self) -> dict[str, object]:
+        from .render import status_json
+
+        out: dict[str, object] = {"interfaces": status_json(self.interfaces, self.managed)}
+        if self.drift is not None:
+            out["drift"] = {"config": self.config, "drifted": self.drifted,
+                            "interfaces": [d.to_json() for d in self.drift]}
+        return out
+
+
+def managed_by() -> dict[int, str]:
+    """Program id -> who manages it (config file, or "xdp-dispatch"), from the ownership
+    records; programs not listed are not ours (e.g. loaded by xdp-loader)."""
+    from .ownership import managed_labels
+
+    return managed_labels()
+
+
+def status_report(iface: str | None = None, *, netns: str | None = None,
+                  config: str | None = None) -> StatusReport:
+    """``status`` with the "managed by" column's data and, given ``config``, its drift."""
+    states = status(iface, netns=netns)
+    return StatusReport(states, managed_by(), config,
+                        config_drift(config, iface) if config is not None else None)
+
+
+def check_config(config: str) -> ChainConfig:
+    """Validate a config file (syntax, schema, objects, globals); ConfigError lists every
+    problem as FILE:LINE:COL lines."""
+    from .config import load_and_check
+
+    return load_and_check(config)
+
+
+def plan_config(config: str, *, exclusive: bool = False) -> list[InterfacePlan]:
+    """What ``apply`` would change on each interface (``InterfacePlan.changed``)."""
+    from .declare import make_plan
+
+    return make_plan(config, exclusive=exclusive)[1]
+
+
+def apply_config(config: str, *, exclusive: bool = False, dry_run: bool = False,
+                 notice: Callable[[str], None] | None = None) -> list[InterfacePlan]:
+    """Make the interfaces match ``config`` (all or nothing); returns the plans carried out."""
+    from . import declare
+
+    return declare.apply(config, exclusive=exclusive, dry_run=dry_run, notice=notice)
+
+
+def config_drift(config: str, iface: str | None = None) -> list[InterfaceDrift]:
+    """What differs between ``config`` and the kernel, per interface (or only ``iface``)."""
+    from .drift import drift as drift_of
+
+    return drift_of(plan_config(config), iface)
 
 
 def clean(iface: str | None = None, *, netns: str | None = None) -> list[str]:
@@ -196,5 +292,6 @@ def probe_features(iface: str | None = None, *, netns: str | None = None) -> dic
     return out
 
 
-__all__ = ["LoadResult", "clean", "load", "probe_features", "load_plain", "read_object",
-           "select_program", "status", "unload", "unload_all"]
+__all__ = ["LoadResult", "StatusReport", "apply_config", "check_config", "clean", "config_drift",
+           "load", "load_plain", "managed_by", "plan_config", "probe_features", "read_object",
+           "select_program", "status", "status_report", "unload", "unload_all"]

@@ -8,35 +8,82 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 from .errors import UsageError, XdpDispatchError
 
 PROG = "xdp-dispatch"
 
 
+def _columns() -> int:
+    """``shutil.get_terminal_size().columns`` (same rules), without importing shutil."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        stdout = sys.__stdout__
+        try:
+            columns = os.get_terminal_size(stdout.fileno()).columns if stdout else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter; the terminal width is found as argparse does (COLUMNS, then the
+    terminal, then 80, minus 2) but without importing shutil, which argparse does for
+    every ``add_argument``."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _columns() - 2 if width is None else width)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         print(f"{PROG}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Stands in for the sub-parser of a command that is not being run: takes any
+    definition and drops it (building every sub-parser costs more than most commands)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: self
+
+
+def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``only``: the arguments of that command alone (the
+    others are listed as choices with no arguments; see ``_only_command``)."""
     p = _Parser(prog=PROG, description="Run several XDP programs on one interface (libxdp-compatible).")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for unexpected errors")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    sp = sub.add_parser("inspect", help="show what a BPF object file contains")
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            return cast(argparse.ArgumentParser, _Unused())
+        return sub.add_parser(name, **kwargs)
+
+    sp = add("inspect", help="show what a BPF object file contains")
     sp.add_argument("object", metavar="OBJ")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--disasm", action="store_true", help="disassemble each program with its source lines")
     sp.add_argument("-n", "--prog-name", help="only this program (with --disasm)")
 
-    sp = sub.add_parser("load", help="add XDP programs to an interface's chain")
+    sp = add("load", help="add XDP programs to an interface's chain")
     sp.add_argument("iface", metavar="IFACE")
     sp.add_argument("objects", metavar="OBJ", nargs="+")
     sp.add_argument("-m", "--mode", choices=["native", "skb", "hw"], default="native",
@@ -51,43 +98,52 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--netns", help="network namespace of the interface (as in ip netns)")
     sp.add_argument("--force", action="store_true",
                     help="replace a plain (non-dispatcher) program that is attached")
+    sp.add_argument("--dispatch", choices=["auto", "freplace", "linked"], default="auto",
+                    help="how to chain programs: freplace (libxdp's dispatcher), linked (one "
+                         "program linked from all of them; no freplace needed), or auto: "
+                         "freplace where the kernel allows it, else linked (default)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the verifier log")
     sp.add_argument("--verifier-log", metavar="FILE", help="write the full verifier log to FILE")
 
-    sp = sub.add_parser("unload", help="remove XDP programs from an interface")
+    sp = add("unload", help="remove XDP programs from an interface")
     sp.add_argument("iface", metavar="IFACE")
     sp.add_argument("-i", "--id", type=int, action="append", default=[], dest="ids",
                     help="program id to remove (repeatable)")
+    sp.add_argument("-n", "--name", action="append", default=[], dest="names",
+                    help="component of a linked chain to remove, by name (repeatable)")
     sp.add_argument("-a", "--all", action="store_true", help="remove everything")
     sp.add_argument("--netns", help="network namespace of the interface")
 
-    sp = sub.add_parser("status", help="show the XDP programs of interfaces")
+    sp = add("status", help="show the XDP programs of interfaces "
+                        "(with --config: exit 0 no drift, 2 drift)")
     sp.add_argument("iface", metavar="IFACE", nargs="?")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--netns", help="network namespace")
+    sp.add_argument("--config", metavar="FILE",
+                    help="also show what differs between FILE and the kernel (drift)")
 
-    sp = sub.add_parser("clean", help="remove pins of dispatchers that are no longer attached")
+    sp = add("clean", help="remove pins of dispatchers that are no longer attached")
     sp.add_argument("iface", metavar="IFACE", nargs="?")
     sp.add_argument("--netns", help="network namespace")
 
-    sp = sub.add_parser("plan", help="show what apply would change (exit 0: nothing, 2: changes)")
+    sp = add("plan", help="show what apply would change (exit 0: nothing, 2: changes)")
     sp.add_argument("config", metavar="CONFIG")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--exclusive", action="store_true",
                     help="also remove programs this config does not manage")
 
-    sp = sub.add_parser("apply", help="make interfaces match a config file")
+    sp = add("apply", help="make interfaces match a config file")
     sp.add_argument("config", metavar="CONFIG")
     sp.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     sp.add_argument("--exclusive", action="store_true",
                     help="also remove programs this config does not manage")
 
-    sp = sub.add_parser("schema", help="print the JSON Schema of config files (for editors)")
+    sp = add("schema", help="print the JSON Schema of config files (for editors)")
 
-    sp = sub.add_parser("check", help="validate a config file (syntax, schema, objects)")
+    sp = add("check", help="validate a config file (syntax, schema, objects)")
     sp.add_argument("config", metavar="CONFIG")
 
-    sp = sub.add_parser("features", help="probe what the kernel supports")
+    sp = add("features", help="probe what the kernel supports")
     sp.add_argument("iface", metavar="IFACE", nargs="?")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--netns", help="network namespace")
@@ -130,7 +186,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
         res = api.load(args.iface, args.objects, mode=args.mode, priority=args.prio,
                        actions=args.actions, section=args.section, prog_name=args.prog_name,
                        netns=args.netns, force=args.force,
-                       verifier_log=log if want_log else None, notice=_notice)
+                       verifier_log=log if want_log else None, notice=_notice,
+                       dispatch=args.dispatch)
     except XdpDispatchError as e:
         log_text = getattr(e, "log", None)
         if want_log and log_text and log_text not in log:
@@ -141,6 +198,9 @@ def _cmd_load(args: argparse.Namespace) -> int:
     progs = ", ".join(f"{name} (id {pid}, slot {slot})" for slot, name, pid in res.programs)
     if res.kind == "dispatcher":
         print(f"{args.iface}: dispatcher {res.dispatcher_id} in {args.mode} mode runs {progs}")
+    elif res.kind == "linked":
+        names = ", ".join(f"{name} (slot {slot})" for slot, name, _pid in res.programs)
+        print(f"{args.iface}: linked chain {res.dispatcher_id} in {args.mode} mode runs {names}")
     else:
         print(f"{args.iface}: attached {progs} directly in {args.mode} mode")
     return 0
@@ -149,11 +209,15 @@ def _cmd_load(args: argparse.Namespace) -> int:
 def _cmd_unload(args: argparse.Namespace) -> int:
     from . import api
 
-    if not args.all and not args.ids:
-        raise UsageError("say what to unload: --all or -i ID")
-    res = api.unload(args.iface, ids=args.ids, all=args.all, netns=args.netns)
+    if not args.all and not args.ids and not args.names:
+        raise UsageError("say what to unload: --all, -i ID or -n NAME")
+    res = api.unload(args.iface, ids=args.ids, all=args.all, netns=args.netns,
+                     names=args.names)
     if res is None or res.kind == "none":
         print(f"{args.iface}: no XDP program left")
+    elif res.kind == "linked":
+        names = ", ".join(name for _s, name, _pid in res.programs)
+        print(f"{args.iface}: linked chain {res.dispatcher_id} now runs {names}")
     else:
         progs = ", ".join(f"{name} (id {pid})" for _s, name, pid in res.programs)
         print(f"{args.iface}: dispatcher {res.dispatcher_id} now runs {progs}")
@@ -161,15 +225,21 @@ def _cmd_unload(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    """Exit 0 (ok / no drift), 2 (drift, with --config, as `plan`), 1 (an interface
+    could not be read)."""
     from . import api
-    from .render import status_text
+    from .render import drift_text, status_text
 
-    states = api.status(args.iface, netns=args.netns)
+    rep = api.status_report(args.iface, netns=args.netns, config=args.config)
     if args.json:
-        print(json.dumps({"interfaces": [s.to_json() for s in states]}, indent=2))
+        print(json.dumps(rep.to_json(), indent=2))
     else:
-        sys.stdout.write(status_text(states))
-    return 1 if any(s.error for s in states) else 0
+        sys.stdout.write(status_text(rep.interfaces, rep.managed))
+        if rep.drift is not None:
+            sys.stdout.write(drift_text(rep.drift, args.config))
+    if rep.errors:
+        return 1
+    return 2 if rep.drifted else 0
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
@@ -254,8 +324,18 @@ _COMMANDS = {"inspect": _cmd_inspect, "load": _cmd_load, "unload": _cmd_unload,
              "apply": _cmd_apply}
 
 
+def _only_command(argv: Sequence[str]) -> str | None:
+    """The command of ``[--debug] COMMAND ...``; None (build everything) for anything else,
+    so help, usage errors and unknown commands see the whole parser."""
+    for arg in argv:
+        if arg != "--debug":
+            return arg if arg in _COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _build_parser(_only_command(argv))
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.cmd](args)

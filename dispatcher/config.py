@@ -32,6 +32,7 @@ from pydantic_core import PydanticCustomError
 from dispatcher.errors import ConfigError, ObjectFileError
 from dispatcher.obj.elf import read_object as _default_read_object
 from dispatcher.obj.spec import ObjectSpec
+from dispatcher.obj.variables import OverrideError, check_override
 
 XDP_ACTIONS = ("XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT")
 MAX_ENABLED_PROGRAMS = 10
@@ -180,6 +181,10 @@ class InterfaceConfig(BaseModel):
     name: str | list[str] = Field(
         description='Interface name, a list of names, or a glob pattern such as "veth*"')
     mode: Literal["native", "skb", "hw"] = Field("native", description="XDP attach mode")
+    dispatch: Literal["auto", "freplace", "linked"] = Field(
+        "auto", description="How several programs are chained: freplace (libxdp's dispatcher), "
+                            "linked (one program linked from all; no freplace needed) or auto "
+                            "(freplace where the kernel allows it, else linked)")
     netns: str | None = Field(None, min_length=1, description="Network namespace name")
     programs: list[ProgramConfig] = Field(description="Programs of the chain")
 
@@ -557,6 +562,14 @@ def check_config(cfg: ChainConfig, *, read_object: ReadObject = _default_read_ob
             elif len(spec.programs) != 1:
                 add(ploc, f"{_show(shown)} holds {len(spec.programs)} programs ({have}); "
                           'name one with "program"')
+            for var, value in (prog.globals or {}).items():
+                try:
+                    check_override(spec, var, value)
+                except OverrideError as e:
+                    unknown = str(e).startswith("no global variable")
+                    sub = (var,) if e.index is None else (var, e.index)
+                    add(ploc + ("globals", *sub), e.message.replace("the object", _show(shown)),
+                        "key" if unknown else "value")
     ordered = sorted(set(errors), key=lambda e: (e.line, e.col, e.path, e.msg))
     return [e.fmt(cfg.source) for e in ordered]
 
@@ -569,6 +582,11 @@ def _raw_at(raw: Any, loc: Loc, default: str) -> Any:
         except (KeyError, IndexError, TypeError):
             return default
     return cur
+
+
+def error_at(cfg: ChainConfig, loc: Loc, msg: str) -> str:
+    """``FILE:LINE:COL: KEY.PATH: msg`` for a problem found after checking (e.g. at apply)."""
+    return _at(loc, msg, cfg._marks, "value").fmt(cfg.source)
 
 
 def load_and_check(path: str, interfaces: list[str] | None = None,

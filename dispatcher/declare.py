@@ -5,15 +5,28 @@ interface (``chain.py``), recording which components are ours (``ownership.py``)
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import chain, netlink, observe, ownership
-from .config import ChainConfig, expand_names, load_and_check
+from .config import ChainConfig, error_at, expand_names, load_and_check
 from .errors import ConfigError, XdpDispatchError
 from .obj.elf import read_object
-from .obj.spec import ObjectSpec, names_to_actions
-from .plan import ADD, REMOVE, UPDATE, UPGRADE, DesiredProgram, InterfacePlan, Owner, plan_interface
+from .obj.spec import BPF_F_XDP_HAS_FRAGS, ObjectSpec, names_to_actions
+from .obj.variables import with_overrides
+from .plan import (
+    ADD,
+    REMOVE,
+    UPDATE,
+    UPGRADE,
+    DesiredProgram,
+    InterfacePlan,
+    Owner,
+    plan_interface,
+    settings_json,
+)
 
 
 @dataclass
@@ -22,6 +35,7 @@ class _Target:
     netns: str | None
     mode: str
     desired: list[DesiredProgram]
+    dispatch: str = "auto"
 
 
 def _sha(path: str) -> str:
@@ -33,32 +47,102 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec]) -> list[_Target]:
     """Interfaces (names expanded) and their enabled programs, with defaults from objects."""
     out = []
     links: dict[str | None, list[str]] = {}
-    for icfg in cfg.interfaces:
+    problems = []
+    seen: dict[tuple[str | None, str], int] = {}     # (netns, interface) -> entry index
+    for k, icfg in enumerate(cfg.interfaces):
         if icfg.netns not in links:
             links[icfg.netns] = [x.ifname for x in netlink.list_links(netns=icfg.netns)]
         names = expand_names(icfg.name, links[icfg.netns])
+        problems += _missing_interfaces(cfg, k, links[icfg.netns])
         desired = []
-        for p in icfg.programs:
+        for j, p in enumerate(icfg.programs):
             if not p.enabled:
                 continue
+            if p.pin_maps and not _on_bpffs(p.pin_maps):
+                problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
+                                         f"{p.pin_maps} is not on a BPF filesystem (bpffs)"))
             obj = objects.get(p.object) or objects.setdefault(p.object, read_object(p.object))
             prog = obj.program(name=p.program, section=p.section) if (p.program or p.section) \
                 else next(x for x in obj.programs if x.prog_type == 6)
             prio = p.priority if p.priority is not None else prog.run_config.priority
             acts = names_to_actions(p.chain_call_actions) if p.chain_call_actions is not None \
                 else prog.run_config.chain_call_actions
-            desired.append(DesiredProgram(p.name, p.object, _sha(p.object), prog.name, prio, acts))
+            frags = p.frags if p.frags is not None and p.frags != prog.frags else None
+            desired.append(DesiredProgram(p.name, p.object, _sha(p.object), prog.name, prio, acts,
+                                          settings_json(p.globals, p.pin_maps, frags)))
         for n in names:
-            out.append(_Target(n, icfg.netns, icfg.mode, desired))
+            if (icfg.netns, n) in seen:
+                problems.append(error_at(cfg, ("interfaces", k, "name"),
+                                         f"interface {json.dumps(n)} already has a chain at "
+                                         f"interfaces[{seen[(icfg.netns, n)]}] (after expanding "
+                                         "patterns)"))
+                continue
+            seen[(icfg.netns, n)] = k
+            out.append(_Target(n, icfg.netns, icfg.mode, desired, icfg.dispatch))
+    if problems:
+        raise ConfigError("\n".join(problems))
     return out
+
+
+def _missing_interfaces(cfg: ChainConfig, k: int, present: list[str]) -> list[str]:
+    """``FILE:LINE:COL`` lines for names of ``cfg.interfaces[k]`` that match no interface."""
+    icfg = cfg.interfaces[k]
+    items = [icfg.name] if isinstance(icfg.name, str) else list(icfg.name)
+    where = f" in netns {icfg.netns}" if icfg.netns else ""
+    out = []
+    for n, item in enumerate(items):
+        loc: tuple[str | int, ...] = ("interfaces", k, "name")
+        if not isinstance(icfg.name, str):
+            loc += (n,)
+        if any(c in item for c in "*?["):
+            if not expand_names(item, present):
+                out.append(error_at(cfg, loc, f"pattern {json.dumps(item)} matches no "
+                                              f"interface{where}"))
+        elif item not in present:
+            out.append(error_at(cfg, loc, f"no interface named {json.dumps(item)}{where}"))
+    return out
+
+
+def _on_bpffs(path: str) -> bool:
+    """Whether ``path`` (or its nearest existing parent, where it will be created) is on bpffs."""
+    from .syscalls import bpffs
+
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return bpffs.is_bpffs(path)
+
+
+def new_program(obj: ObjectSpec, d: DesiredProgram) -> chain.NewProgram:
+    """The component to load for ``d``, with its load-time overrides: ``globals`` written
+    into the global-data maps' initial values (before ``.rodata`` is frozen), every map but
+    global data pinned by name under ``pin_maps`` (an existing compatible pin is reused, so
+    contents survive upgrades), and the frags flag as overridden."""
+    s = json.loads(d.settings) if d.settings else {}
+    obj = with_overrides(obj, s.get("globals") or {})
+    pin_dir = s.get("pin_maps")
+    if pin_dir:
+        obj = replace(obj, maps=tuple(m if m.kind == "data" else replace(m, pinning=1)
+                                      for m in obj.maps))
+    prog = obj.program(name=d.program)
+    if "frags" in s:
+        flags = prog.prog_flags & ~BPF_F_XDP_HAS_FRAGS
+        prog = replace(prog, prog_flags=flags | (BPF_F_XDP_HAS_FRAGS if s["frags"] else 0))
+    return chain.NewProgram(obj, prog, d.priority, d.actions, pin_dir=pin_dir, label=d.name,
+                            settings=d.settings)
 
 
 def make_plan(path: str, *, exclusive: bool = False) -> tuple[ChainConfig, list[InterfacePlan],
                                                                 dict[str, ObjectSpec]]:
     from .syscalls import bpffs
 
-    cfg = load_and_check(path)
     objects: dict[str, ObjectSpec] = {}
+
+    def read_once(obj_path: str) -> ObjectSpec:      # the checks and resolve share the parse
+        if obj_path not in objects:
+            objects[obj_path] = read_object(obj_path)
+        return objects[obj_path]
+
+    cfg = load_and_check(path, read_object=read_once)
     targets = resolve(cfg, objects)
     owners = ownership.read()
     root = bpffs.bpffs_root()
@@ -71,7 +155,9 @@ def make_plan(path: str, *, exclusive: bool = False) -> tuple[ChainConfig, list[
         except XdpDispatchError as e:
             plans.append(InterfacePlan(t.iface, t.netns, t.mode, error=e.message))
             continue
-        plans.append(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners, exclusive))
+        plans.append(replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
+                                            exclusive, source=os.path.abspath(cfg.source)),
+                             dispatch=t.dispatch))
     return cfg, plans, objects
 
 
@@ -91,31 +177,113 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     root = bpffs.bpffs_root()
     root = bpffs.ensure_bpffs(notice=notice) if root == bpffs.DEFAULT_BPFFS else \
         bpffs.ensure_bpffs(root, mount=False)
-    for p in plans:
-        if not p.changed:
-            continue
-        add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
-        new = []
-        for i in add_items:
-            assert i.desired is not None
-            obj = objects[i.desired.obj_path]
-            new.append(chain.NewProgram(obj, obj.program(name=i.desired.program),
-                                        i.desired.priority, i.desired.actions))
-        remove = {i.prog_id for i in p.items if i.action in (REMOVE, UPGRADE) and i.prog_id}
-        upd = {i.prog_id: (i.desired.priority, i.desired.actions) for i in p.items
-               if i.action == UPDATE and i.prog_id and i.desired}
-        res = chain.change(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
-                           netns=p.netns, root=root, notice=notice)
-        owners_new = []
-        for i, pid in zip(add_items, res.new_ids, strict=True):
-            d = i.desired
-            assert d is not None
-            owners_new.append(Owner(pid, p.iface, p.netns, d.name, d.obj_path, d.sha256, d.program,
-                                    d.priority, d.actions, cfg.source))
-        for i in p.items:
-            if i.action == UPDATE and i.prog_id and i.desired:
-                d = i.desired
-                owners_new.append(Owner(i.prog_id, p.iface, p.netns, d.name, d.obj_path, d.sha256,
-                                        d.program, d.priority, d.actions, cfg.source))
-        ownership.update(owners_new, remove)
+    # All or nothing: each interface's change stays pending (the old chain held, see
+    # chain.PendingChange) until every interface has been changed; then all commit. If
+    # interface k fails, interfaces 0..k-1 are put back exactly, newest first.
+    pending: list[tuple[InterfacePlan, chain.PendingChange]] = []
+    owners_new: list[Owner] = []
+    dropped: set[int] = set()
+    try:
+        for p in plans:
+            if not p.changed:
+                continue
+            try:
+                pc = _begin_interface(p, objects, root, notice,
+                                      source=os.path.abspath(cfg.source))
+            except XdpDispatchError as e:
+                raise _failed_at(e, p, pending) from None
+            pending.append((p, pc))
+            owners_new += _owners(p, pc.result, os.path.abspath(cfg.source))
+            dropped |= {i.prog_id for i in p.items if i.action in (REMOVE, UPGRADE) and i.prog_id}
+    except BaseException:
+        if pending:      # not yet restored (a KeyboardInterrupt or a bug, not an apply error)
+            _restore(pending)
+        raise
+    for _p, pc in pending:
+        pc.commit()
+    ownership.update(owners_new, dropped)
     return plans
+
+
+def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str,
+                     notice: Callable[[str], None] | None,
+                     source: str = "") -> chain.PendingChange:
+    if p.linked:
+        # A linked chain is rebuilt as a whole: remove by name what goes or changes, add
+        # what comes or changes (an unchanged object keeps its unpinned maps by id).
+        redo = (ADD, UPGRADE, UPDATE)
+        names = {i.name for i in p.items if i.action in (REMOVE, UPGRADE, UPDATE)}
+        new_l = []
+        for i in p.items:
+            if i.action in redo and i.desired is not None:
+                new_l.append(replace(new_program(objects[i.desired.obj_path], i.desired),
+                                     source=source))
+        return chain.begin(p.iface, mode=p.mode, add=new_l, remove_names=names,
+                           netns=p.netns, root=root, notice=notice, dispatch=p.dispatch)
+    add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
+    new = []
+    for i in add_items:
+        assert i.desired is not None
+        new.append(replace(new_program(objects[i.desired.obj_path], i.desired), source=source))
+    remove = {i.prog_id for i in p.items if i.action in (REMOVE, UPGRADE) and i.prog_id}
+    upd = {i.prog_id: (i.desired.priority, i.desired.actions) for i in p.items
+           if i.action == UPDATE and i.prog_id and i.desired}
+    return chain.begin(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
+                       netns=p.netns, root=root, notice=notice, dispatch=p.dispatch)
+
+
+def _owners(p: InterfacePlan, res: chain.ChangeResult, source: str) -> list[Owner]:
+    if res.kind == "linked":
+        return []        # a linked chain's description records who manages each slot
+    add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
+    owners_new = []
+    for i, pid in zip(add_items, res.new_ids, strict=True):
+        d = i.desired
+        assert d is not None
+        owners_new.append(Owner(pid, p.iface, p.netns, d.name, d.obj_path, d.sha256, d.program,
+                                d.priority, d.actions, source, d.settings))
+    for i in p.items:
+        if i.action == UPDATE and i.prog_id and i.desired:
+            d = i.desired
+            owners_new.append(Owner(i.prog_id, p.iface, p.netns, d.name, d.obj_path, d.sha256,
+                                    d.program, d.priority, d.actions, source, d.settings))
+    return owners_new
+
+
+def _where(p: InterfacePlan) -> str:
+    return p.iface + (f" (netns {p.netns})" if p.netns else "")
+
+
+def _restore(pending: list[tuple[InterfacePlan, chain.PendingChange]]) -> str:
+    """Roll back every pending change, newest first; empties ``pending``. Returns a clause
+    for the error message saying what was restored (and what could not be)."""
+    restored, failed = [], []
+    while pending:
+        p, pc = pending.pop()
+        try:
+            pc.rollback()
+            restored.append(_where(p))
+        except XdpDispatchError as e:
+            failed.append(f"could not restore {_where(p)}: {e.message}")
+    restored.reverse()
+    failed.reverse()
+    out = []
+    if restored:
+        out.append(f"restored {', '.join(restored)} to "
+                   + ("its previous chain" if len(restored) == 1 else "their previous chains"))
+    out += failed
+    return "; ".join(out)
+
+
+def _failed_at(e: XdpDispatchError, p: InterfacePlan,
+               pending: list[tuple[InterfacePlan, chain.PendingChange]]) -> XdpDispatchError:
+    """``e`` (same class, exit code and hint) naming the interface it happened on and
+    what became of the interfaces this apply had already changed."""
+    where = _where(p)
+    msg = e.message if e.message.startswith(p.iface + ":") else f"{where}: {e.message}"
+    msg = f"apply failed on {msg}"
+    undone = _restore(pending)
+    msg += f" ({undone})" if undone else " (no interface was changed)"
+    e.message = msg
+    e.args = (msg,)
+    return e

@@ -11,10 +11,10 @@ import errno
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import netlink, protocol
 from .errors import KernelError, XdpDispatchError
-from .obj.btf import Btf, BtfFormatError, BtfKind
 from .state import (
     Component,
     DispatcherInfo,
@@ -22,15 +22,21 @@ from .state import (
     MapFacts,
     ProgFacts,
     components_from_config,
+    components_from_description,
     recognise,
 )
 from .syscalls import bpf
 from .syscalls.fd import OwnedFd
 
+if TYPE_CHECKING:
+    from .obj.btf import Btf
+
 
 def _btf_of(btf_id: int) -> Btf | None:
     if not btf_id:
         return None
+    from .obj.btf import Btf, BtfFormatError  # only for long names and dispatchers
+
     try:
         with bpf.btf_get_fd_by_id(btf_id) as fd:
             return Btf.parse(bpf.btf_data(fd.fd))
@@ -41,19 +47,30 @@ def _btf_of(btf_id: int) -> Btf | None:
 def _func_names(btf: Btf | None) -> list[str]:
     if btf is None:
         return []
+    from .obj.btf import BtfKind
+
     return [t.name for t in btf.types if t.kind == BtfKind.FUNC]
 
 
-def prog_facts(fd: int) -> tuple[ProgFacts, Btf | None]:
+def prog_facts(fd: int) -> ProgFacts:
+    """Kernel facts of a program; its BTF is read only to expand a truncated name."""
     info = bpf.prog_info(fd)
-    btf = _btf_of(info.btf_id) if len(info.name) >= 15 or info.name == protocol.DISPATCHER_NAME else None
-    full = protocol.expand_name(info.name, _func_names(btf)) if btf else info.name
+    full = info.name
+    if len(info.name) >= 15:
+        full = protocol.expand_name(info.name, _func_names(_btf_of(info.btf_id)))
     return ProgFacts(id=info.id, name=info.name, full_name=full, tag=info.tag_hex,
                      btf_id=info.btf_id, map_ids=info.map_ids, load_time=info.load_time,
-                     xlated_insns=info.xlated_insn_cnt, prog_type=info.type), btf
+                     xlated_insns=info.xlated_insn_cnt, prog_type=info.type)
 
 
-def _btf_version(btf: Btf | None) -> int:
+def _btf_version(main: ProgFacts, cfg_map: MapFacts | None) -> int:
+    """The BTF marker's dispatcher version, read only when the config map has no magic
+    byte (v1): ``protocol.decode_config`` consults it in no other case."""
+    value = cfg_map.value if cfg_map is not None else None
+    if (main.name != protocol.DISPATCHER_NAME or not main.btf_id or value is None
+            or (len(value) >= 2 and value[0] == protocol.MAGIC)):
+        return 0
+    btf = _btf_of(main.btf_id)
     if btf is None:
         return 0
     from .obj.metadata import dispatcher_version
@@ -118,7 +135,7 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
     if xs.hw_prog_id:
         try:
             with bpf.prog_get_fd_by_id(xs.hw_prog_id) as fd:
-                hw, _ = prog_facts(fd.fd)
+                hw = prog_facts(fd.fd)
         except KernelError:
             hw = None
     main_id = xs.drv_prog_id or xs.skb_prog_id
@@ -134,10 +151,21 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
     chain.stack.callback(fd.close)
     if keep:
         chain.main_fd = fd
-    main, btf = prog_facts(fd.fd)
+    main = prog_facts(fd.fd)
     cfg_map = _map_facts(main.map_ids[0]) if len(main.map_ids) == 1 else None
-    rec = recognise(main, cfg_map, _btf_version(btf) if btf is not None else 0)
+    rec = recognise(main, cfg_map, _btf_version(main, cfg_map))
     if not rec.is_dispatcher:
+        from .chain_desc import read_description
+
+        desc = read_description(fd.fd) if main.map_ids else None
+        if desc is not None:
+            ver = desc.get("version")
+            disp = DispatcherInfo(id=main.id, version=ver if isinstance(ver, int) else 0,
+                                  frags=bool(desc.get("frags")), name=main.full_name,
+                                  tag=main.tag)
+            return InterfaceState(xs.ifname, xs.ifindex, base.mode, "linked", main=main, hw=hw,
+                                  dispatcher=disp, programs=components_from_description(desc),
+                                  description=desc)
         return InterfaceState(xs.ifname, xs.ifindex, base.mode, "legacy", main=main, hw=hw,
                               problems=(rec.reason,) if rec.hard_error else ())
     cfg = rec.config
@@ -165,7 +193,7 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
             chain.stack.callback(pfd.close)
             if keep:
                 chain.component_fds.append(pfd)
-            facts, _ = prog_facts(pfd.fd)
+            facts = prog_facts(pfd.fd)
             progs.append(facts)
     comps: tuple[Component, ...] = ()
     if progs or not problems:
@@ -194,7 +222,7 @@ def status(iface: str | None = None, netns: str | None = None,
            root: str | None = None) -> list[InterfaceState]:
     """Observe every interface (or one). One interface's error never hides the others."""
     if iface is not None:
-        links = [netlink.read_xdp(netlink.ifindex_of(iface, netns=netns), netns=netns)]
+        links = [netlink.read_xdp_by_name(iface, netns=netns)]
     else:
         links = netlink.list_links(netns=netns)
     out = []

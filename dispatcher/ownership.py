@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from typing import TYPE_CHECKING
 
 from .errors import KernelError
-from .plan import Owner
 from .syscalls import bpf
 from .syscalls.bpffs import DirLock
 
@@ -30,7 +29,13 @@ def _path() -> str:
     return os.path.join(state_dir(), "owned.json")
 
 
+if TYPE_CHECKING:
+    from .plan import Owner
+
+
 def read() -> dict[int, Owner]:
+    from .plan import Owner
+
     try:
         with open(_path()) as f:
             data = json.load(f)
@@ -46,6 +51,18 @@ def read() -> dict[int, Owner]:
             continue
         out[o.prog_id] = o
     return out
+
+
+def managed_labels() -> dict[int, str]:
+    """Program id -> the config file that loaded it (or "xdp-dispatch"), read without
+    building records (``status`` calls this on every run)."""
+    try:
+        with open(_path()) as f:
+            data = json.load(f)
+        return {int(d["prog_id"]): str(d.get("config") or "xdp-dispatch")
+                for d in data.get("programs", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _alive(prog_id: int) -> bool:
@@ -66,6 +83,8 @@ def update(add: list[Owner], drop: set[int]) -> None:
         for o in add:
             cur[o.prog_id] = o
         cur = {pid: o for pid, o in cur.items() if _alive(pid)}
+        import tempfile  # only when writing: `status` reads the records
+
         fd, tmp = tempfile.mkstemp(dir=state_dir(), prefix=".owned.")
         with os.fdopen(fd, "w") as f:
             json.dump({"version": 1, "programs": [o.to_json() for o in cur.values()]}, f,

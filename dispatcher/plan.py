@@ -4,18 +4,20 @@ ownership records in, a plan out).
 Matching: a component we loaded is known by its program id in the ownership records,
 which name the config entry it came from. A desired entry whose owned component has
 the same object (content hash) and program is kept (or only re-prioritised / given new
-chain-call actions, which needs no reload); a changed object or program is an upgrade;
-a desired entry with no owned component is an add; an owned component no longer
+chain-call actions, which needs no reload); a changed object or program, or changed
+load-time overrides (``globals``, ``pin_maps``, ``frags``: recorded as ``settings``), is
+an upgrade; a desired entry with no owned component is an add; an owned component no longer
 desired is removed. Components nobody recorded are foreign (e.g. loaded by
 xdp-loader): kept, and ordered by priority with ours, unless ``exclusive``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .obj.spec import actions_to_names
+from .obj.actions import actions_to_names
 from .state import InterfaceState
 
 ADD, REMOVE, UPGRADE, UPDATE, KEEP, FOREIGN = "add", "remove", "upgrade", "update", "keep", "foreign"
@@ -30,6 +32,27 @@ class DesiredProgram:
     program: str         # function name actually selected
     priority: int
     actions: int         # chain-call bitmap
+    settings: str = ""   # load-time overrides (globals, pin_maps, frags): canonical JSON, or ""
+
+
+def settings_json(globals_: dict[str, Any] | None, pin_maps: str | None,
+                  frags: bool | None) -> str:
+    """Canonical form of an entry's load-time overrides ("" when there are none)."""
+    d: dict[str, Any] = {}
+    if globals_:
+        d["globals"] = globals_
+    if pin_maps:
+        d["pin_maps"] = pin_maps
+    if frags is not None:
+        d["frags"] = frags
+    return json.dumps(d, sort_keys=True, separators=(",", ":")) if d else ""
+
+
+def _settings_changed(old: str, new: str) -> str:
+    a = json.loads(old) if old else {}
+    b = json.loads(new) if new else {}
+    keys = sorted(k for k in {*a, *b} if a.get(k) != b.get(k))
+    return f"{', '.join(keys)} changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +69,26 @@ class Owner:
     priority: int
     actions: int
     config: str = ""
+    settings: str = ""
+
+    @property
+    def managed_by(self) -> str:
+        """What ``status`` shows: the config file it came from, or the tool itself."""
+        return self.config or "xdp-dispatch"
 
     def to_json(self) -> dict[str, object]:
         return {"prog_id": self.prog_id, "iface": self.iface, "netns": self.netns,
                 "name": self.name, "object": self.obj_path, "sha256": self.sha256,
                 "program": self.program, "priority": self.priority, "actions": self.actions,
-                "config": self.config}
+                "config": self.config, "settings": self.settings}
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> Owner:
         return Owner(int(d["prog_id"]), str(d["iface"]),
                      None if d.get("netns") is None else str(d["netns"]), str(d["name"]),
                      str(d["object"]), str(d["sha256"]), str(d["program"]),
-                     int(d["priority"]), int(d["actions"]), str(d.get("config", "")))
+                     int(d["priority"]), int(d["actions"]), str(d.get("config", "")),
+                     str(d.get("settings", "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +100,7 @@ class PlanItem:
     actions: tuple[str, ...] = ()
     detail: str = ""
     desired: DesiredProgram | None = None
+    kernel: tuple[int, tuple[str, ...]] | None = None   # observed (priority, actions) if matched
 
     def to_json(self) -> dict[str, object]:
         return {"action": self.action, "name": self.name, "id": self.prog_id,
@@ -84,6 +115,9 @@ class InterfacePlan:
     mode: str
     items: tuple[PlanItem, ...] = field(default=())
     error: str | None = None
+    observed_mode: str | None = None    # mode of the chain found on the interface, if any
+    linked: bool = False                # the interface runs a linked chain (items by name)
+    dispatch: str = "auto"              # auto | freplace | linked (from the config)
 
     @property
     def changed(self) -> bool:
@@ -97,11 +131,14 @@ class InterfacePlan:
 
 def plan_interface(iface: str, netns: str | None, mode: str, desired: list[DesiredProgram],
                    observed: InterfaceState, owners: dict[int, Owner],
-                   exclusive: bool = False) -> InterfacePlan:
+                   exclusive: bool = False, source: str = "") -> InterfacePlan:
     """The difference between ``desired`` and what ``observed`` shows on one interface."""
+    if observed.kind == "linked" and observed.description is not None:
+        return plan_linked(iface, netns, mode, desired, observed.description, observed.mode,
+                           exclusive, source)
     present: list[tuple[int, str, int, int]] = []    # (id, kernel name, prio, actions)
     if observed.kind == "dispatcher":
-        from .obj.spec import names_to_actions
+        from .obj.actions import names_to_actions
 
         present = [(c.id, c.name, c.priority, names_to_actions(list(c.chain_call_actions)))
                    for c in observed.programs]
@@ -122,16 +159,20 @@ def plan_interface(iface: str, netns: str | None, mode: str, desired: list[Desir
         matched.add(pid)
         o = owners[pid]
         cur = next(p for p in present if p[0] == pid)
-        if o.sha256 != d.sha256 or o.program != d.program or o.obj_path != d.obj_path:
-            why = "object changed" if o.sha256 != d.sha256 else "program changed"
-            items.append(PlanItem(UPGRADE, d.name, pid, d.priority, acts, why, d))
+        seen = (cur[2], actions_to_names(cur[3]))
+        if (o.sha256 != d.sha256 or o.program != d.program or o.obj_path != d.obj_path
+                or o.settings != d.settings):
+            why = "object changed" if o.sha256 != d.sha256 else "program changed" \
+                if (o.program, o.obj_path) != (d.program, d.obj_path) \
+                else _settings_changed(o.settings, d.settings)
+            items.append(PlanItem(UPGRADE, d.name, pid, d.priority, acts, why, d, seen))
         elif (cur[2], cur[3]) != (d.priority, d.actions):
             items.append(PlanItem(UPDATE, d.name, pid, d.priority, acts,
                                   f"priority {cur[2]} -> {d.priority}, actions "
                                   f"{','.join(actions_to_names(cur[3])) or '-'} -> "
-                                  f"{','.join(acts) or '-'}", d))
+                                  f"{','.join(acts) or '-'}", d, seen))
         else:
-            items.append(PlanItem(KEEP, d.name, pid, d.priority, acts, "", d))
+            items.append(PlanItem(KEEP, d.name, pid, d.priority, acts, "", d, seen))
     for pid, kname, prio, actions in present:
         if pid in matched:
             continue
@@ -144,7 +185,66 @@ def plan_interface(iface: str, netns: str | None, mode: str, desired: list[Desir
         else:
             items.append(PlanItem(FOREIGN, kname, pid, prio, actions_to_names(actions),
                                   "not managed by this config: kept"))
-    return InterfacePlan(iface, netns, mode, tuple(items))
+    return InterfacePlan(iface, netns, mode, tuple(items),
+                         observed_mode=observed.mode if present else None)
+
+
+def plan_linked(iface: str, netns: str | None, mode: str, desired: list[DesiredProgram],
+                doc: dict[str, object], observed_mode: str | None, exclusive: bool = False,
+                source: str = "") -> InterfacePlan:
+    """Like ``plan_interface`` for a linked chain: its slots have no program ids, so they
+    are matched by name (the slot label is the config entry's name) and compared with the
+    object, program, settings, priority and actions the description records. A slot is
+    ours to remove when the description says this config file manages it."""
+    raw = doc.get("slots")
+    slots = [s for s in raw if isinstance(s, dict)] if isinstance(raw, list) else []
+    items: list[PlanItem] = []
+    matched: set[int] = set()
+    for d in desired:
+        acts = actions_to_names(d.actions)
+        k = next((i for i, s in enumerate(slots) if i not in matched and s.get("label") == d.name),
+                 None)
+        if k is None:
+            items.append(PlanItem(ADD, d.name, None, d.priority, acts,
+                                  f"{d.program} from {d.obj_path}", d))
+            continue
+        matched.add(k)
+        s = slots[k]
+        s_acts = s.get("actions")
+        cur_acts = tuple(str(a) for a in s_acts) if isinstance(s_acts, list) else ()
+        cur_prio = int(s.get("priority", 0))
+        seen = (cur_prio, cur_acts)
+        sha = str(s.get("sha256", ""))
+        if (not d.sha256.startswith(sha) or not sha or s.get("program") != d.program
+                or s.get("object") != d.obj_path or str(s.get("settings") or "") != d.settings):
+            why = "object changed" if not (sha and d.sha256.startswith(sha)) else \
+                "program changed" if (s.get("program"), s.get("object")) != (d.program,
+                                                                            d.obj_path) \
+                else "settings changed"
+            items.append(PlanItem(UPGRADE, d.name, None, d.priority, acts, why, d, seen))
+        elif (cur_prio, cur_acts) != (d.priority, acts):
+            items.append(PlanItem(UPDATE, d.name, None, d.priority, acts,
+                                  f"priority {cur_prio} -> {d.priority}, actions "
+                                  f"{','.join(cur_acts) or '-'} -> {','.join(acts) or '-'}",
+                                  d, seen))
+        else:
+            items.append(PlanItem(KEEP, d.name, None, d.priority, acts, "", d, seen))
+    for i, s in enumerate(slots):
+        if i in matched:
+            continue
+        s_acts = s.get("actions")
+        acts_t = tuple(str(a) for a in s_acts) if isinstance(s_acts, list) else ()
+        name, prio = str(s.get("label", "?")), int(s.get("priority", 0))
+        if source and s.get("source") == source:
+            items.append(PlanItem(REMOVE, name, None, prio, acts_t, "no longer in the config"))
+        elif exclusive:
+            items.append(PlanItem(REMOVE, name, None, prio, acts_t,
+                                  "not managed by this config (--exclusive)"))
+        else:
+            items.append(PlanItem(FOREIGN, name, None, prio, acts_t,
+                                  "not managed by this config: kept"))
+    return InterfacePlan(iface, netns, mode, tuple(items), observed_mode=observed_mode,
+                         linked=True)
 
 
 _SIGN = {ADD: "+", REMOVE: "-", UPGRADE: "~", UPDATE: "~", KEEP: " ", FOREIGN: " "}
@@ -159,7 +259,8 @@ def plan_text(plans: list[InterfacePlan]) -> str:
             continue
         out.append(f"{where} [{p.mode}]: {'changes' if p.changed else 'no changes'}")
         for i in p.items:
-            ident = f"id {i.prog_id}" if i.prog_id else "new"
+            ident = (f"id {i.prog_id}" if i.prog_id
+                     else "new" if i.action in (ADD, UPGRADE) else "linked")
             acts = ",".join(i.actions) or "-"
             line = f"  {_SIGN[i.action]} {i.action:8s} {i.name:20s} {ident:10s} prio {i.priority}  {acts}"
             if i.detail:

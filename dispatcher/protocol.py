@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .obj.spec import actions_to_names
+from .obj.actions import actions_to_names
 
 MAGIC = 236
 VERSION = 2                      # what we write (libxdp 1.3.x .. 1.5.x read it)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from .obj.btf import Btf
-from .obj.insn import decode, disasm
-from .obj.link import LinkedProgram, link_program
-from .obj.spec import ObjectSpec, ProgramSpec
+if TYPE_CHECKING:  # `status` renders without the object layer; disasm imports it itself
+    from .obj.btf import Btf
+    from .obj.link import LinkedProgram
+    from .obj.spec import ObjectSpec, ProgramSpec
 
 
 def inspect_dict(obj: ObjectSpec) -> dict[str, Any]:
@@ -118,6 +119,9 @@ def disasm_text(obj: ObjectSpec, prog: ProgramSpec) -> str:
 
     Map references are shown unresolved (fd 0): this is the object, not a loaded program.
     """
+    from .obj.insn import decode, disasm
+    from .obj.link import link_program
+
     linked = link_program(obj, prog, {m.name: 0 for m in obj.maps})
     src = _source_lines(obj.btf, linked)
     starts = {start: name for name, start in linked.pieces}
@@ -137,33 +141,102 @@ def disasm_text(obj: ObjectSpec, prog: ProgramSpec) -> str:
 
 # -- status ------------------------------------------------------------------------------
 
-def status_text(states: list[Any]) -> str:
+def status_text(states: list[Any], managed: Mapping[int, str | None] | None = None) -> str:
     """``xdp-loader status`` layout (same columns, widths and rule), plus the dispatcher's
-    protocol version at the end of its row and any problems found."""
+    protocol version at the end of its row and any problems found.
+
+    With ``managed`` (program id -> who manages it, see ``managed_by``), a last column
+    "Managed by" follows the chain actions: the config file (or ``xdp-dispatch``) for
+    programs this tool recorded, ``-`` for the others; blank on the dispatcher's row."""
     out = ["CURRENT XDP PROGRAM STATUS:", ""]
-    out.append("%-16s %-5s %-17s Mode     ID   %-17s %s" % ("Interface", "Prio", "Program name",
-                                                            "Tag", "Chain actions"))
+    labels: dict[int, str] = {}          # line index -> managed-by cell
+
+    def row(line: str, prog_id: int | None) -> None:
+        if managed is not None:
+            labels[len(out)] = "" if prog_id is None else (managed.get(prog_id) or "-")
+        out.append(line.rstrip())
+
+    row("%-16s %-5s %-17s Mode     ID   %-17s %s" % ("Interface", "Prio", "Program name",
+                                                      "Tag", "Chain actions"), None)
+    if managed is not None:
+        labels[len(out) - 1] = "Managed by"
+    rule = len(out)
     out.append("-" * 86)
     for st in states:
         if st.error:
             out.append("%-22s <error: %s>" % (st.name, st.error))
             continue
         if st.hw is not None:
-            out.append(("%-16s %-5s %-17s %-8s %-4d %-17s" % (st.name, "", st.hw.full_name, "hw",
-                                                              st.hw.id, st.hw.tag)).rstrip())
+            row("%-16s %-5s %-17s %-8s %-4d %-17s" % (st.name, "", st.hw.full_name, "hw",
+                                                      st.hw.id, st.hw.tag), st.hw.id)
         if st.main is None:
             if st.hw is None:
                 out.append("%-22s <No XDP program loaded!>" % st.name)
             continue
-        row = "%-16s %-5s %-17s %-8s %-4d %-17s" % ("" if st.hw else st.name, "", st.main.full_name,
-                                                   st.mode or "", st.main.id, st.main.tag)
-        if st.kind == "dispatcher" and st.dispatcher is not None:
-            row += f" (dispatcher v{st.dispatcher.version})"
-        out.append(row.rstrip())
+        line = "%-16s %-5s %-17s %-8s %-4d %-17s" % ("" if st.hw else st.name, "",
+                                                     st.main.full_name, st.mode or "",
+                                                     st.main.id, st.main.tag)
+        is_disp = st.kind == "dispatcher" and st.dispatcher is not None
+        if is_disp:
+            line += f" (dispatcher v{st.dispatcher.version})"
+        elif st.kind == "linked":
+            line += " (linked chain)"
+        row(line, None if is_disp or st.kind == "linked" else st.main.id)
         for c in st.programs:
-            out.append(("%-16s %-5d  %-16s %-8s %-4u %-17s %s" % (
-                " =>", c.priority, c.name, "", c.id, c.tag, ",".join(c.chain_call_actions))).rstrip())
+            row("%-16s %-5d  %-16s %-8s %-4s %-17s %s" % (
+                " =>", c.priority, c.name, "", c.id or "-", c.tag or "-",
+                ",".join(c.chain_call_actions)), c.id)
+            if managed is not None and not c.id:
+                # A linked chain's slots are ours by construction; the description says
+                # which config file (if any) put them there.
+                labels[len(out) - 1] = _linked_manager(c)
         for p in st.problems:
             out.append(f"{'':16s} ! {p}")
+    if labels:
+        width = max(len(out[i]) for i in labels)
+        for i, cell in labels.items():
+            out[i] = (out[i].ljust(width) + "  " + cell).rstrip()
+        out[rule] = "-" * max(86, max(len(out[i]) for i in labels))
     out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _linked_manager(c: Any) -> str:
+    return str(getattr(c, "source", "") or "xdp-dispatch")
+
+
+def status_json(states: list[Any], managed: Mapping[int, str | None] | None = None
+                ) -> list[dict[str, Any]]:
+    """``status --json`` interfaces; with ``managed``, each program (and a directly attached
+    ``main``) gains ``managed_by``: the config file or "xdp-dispatch", null if not ours."""
+    out = []
+    for st in states:
+        d = st.to_json()
+        if managed is not None:
+            for prog, comp in zip(d.get("programs") or [], st.programs, strict=False):
+                prog["managed_by"] = (managed.get(prog["id"]) if prog["id"]
+                                      else _linked_manager(comp))
+            if isinstance(d.get("main"), dict):
+                d["main"]["managed_by"] = managed.get(d["main"]["id"])
+        out.append(d)
+    return out
+
+
+def drift_text(drifts: list[Any], source: str) -> str:
+    """Readable drift (``status --config``): one block per interface, one line per item."""
+    out = [f"DRIFT AGAINST {source}:", ""]
+    n = 0
+    for d in drifts:
+        where = d.iface + (f" (netns {d.netns})" if d.netns else "")
+        if d.error:
+            out.append(f"{where}: error: {d.error}")
+            continue
+        out.append(f"{where} [{d.mode}]: {'drift' if d.drifted else 'no drift'}")
+        for i in d.items:
+            ident = f"id {i.prog_id}" if i.prog_id else ""
+            out.append(f"  {i.kind:8s} {i.name:20s} {ident:10s} {i.detail}".rstrip())
+            if i.kind != "foreign":
+                n += 1
+    out.append(f"Drift: {n} difference(s) on {sum(1 for d in drifts if d.drifted)} "
+               "interface(s)." if n else "No drift.")
     return "\n".join(out) + "\n"

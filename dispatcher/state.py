@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import protocol
-from .obj.spec import actions_to_names
+from .obj.actions import actions_to_names
 
 BPF_F_RDONLY_PROG = 0x80
 
@@ -51,11 +51,18 @@ class Component:
     frags: bool
     load_time: int = 0
     xlated_insns: int = 0
+    object_path: str = ""       # linked chains: the object file the slot was linked from
+    source: str = ""            # linked chains: the config file that manages the slot, if any
 
     def to_json(self) -> dict[str, object]:
-        return {"slot": self.slot, "name": self.name, "id": self.id, "tag": self.tag,
-                "priority": self.priority, "chain_call_actions": list(self.chain_call_actions),
-                "frags": self.frags}
+        # A linked chain's components are not programs of their own: id and tag are null.
+        out: dict[str, object] = {
+            "slot": self.slot, "name": self.name, "id": self.id or None, "tag": self.tag or None,
+            "priority": self.priority, "chain_call_actions": list(self.chain_call_actions),
+            "frags": self.frags}
+        if self.object_path:
+            out["object"] = self.object_path
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +76,15 @@ class DispatcherInfo:
     pin_dir: str = ""
 
     def to_json(self) -> dict[str, object]:
-        return {"id": self.id, "version": self.version, "frags": self.frags}
+        out: dict[str, object] = {"id": self.id, "version": self.version, "frags": self.frags}
+        if self.name != protocol.DISPATCHER_NAME:          # a linked chain's main program
+            out.update(name=self.name, tag=self.tag)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
 class InterfaceState:
-    """One interface as observed. kind: none | legacy | dispatcher."""
+    """One interface as observed. kind: none | legacy | dispatcher | linked."""
 
     name: str
     ifindex: int
@@ -87,6 +97,7 @@ class InterfaceState:
     programs: tuple[Component, ...] = ()
     problems: tuple[str, ...] = ()         # precise notes: missing pins, unsupported version …
     error: str | None = None               # could not be read at all
+    description: dict[str, object] | None = None   # linked chains: the description map
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -151,3 +162,20 @@ def components_from_config(cfg: protocol.DispatcherConfig,
             frags=bool(cfg.program_flags[slot] & protocol.BPF_F_XDP_HAS_FRAGS),
             load_time=p.load_time, xlated_insns=p.xlated_insns))
     return tuple(comps), tuple(problems)
+
+
+def components_from_description(doc: dict[str, object]) -> tuple[Component, ...]:
+    """Components of a linked chain, from its description document (no program ids)."""
+    out = []
+    slots = doc.get("slots")
+    for i, s in enumerate(slots if isinstance(slots, list) else []):
+        if not isinstance(s, dict):
+            continue
+        acts = s.get("actions")
+        out.append(Component(
+            slot=i, name=str(s.get("label", "?")), id=0, tag="",
+            priority=int(s.get("priority", 0)),
+            chain_call_actions=tuple(str(a) for a in acts) if isinstance(acts, list) else (),
+            frags=bool(s.get("frags")), object_path=str(s.get("object", "")),
+            source=str(s.get("source", ""))))
+    return tuple(out)

@@ -281,7 +281,7 @@ def test_debian_objects_as_components(veth) -> None:  # type: ignore[no-untyped-
                 os.unlink(p)
 
 
-@pytest.mark.parametrize("step", ["dispatcher_loaded", "components_linked", "pinned"])
+@pytest.mark.parametrize("step", ["dispatcher_loaded", "components_linked", "pinned", "attached"])
 def test_injected_failure_leaves_old_chain(veth, step: str) -> None:  # type: ignore[no-untyped-def]
     load(veth.host_if, example("xdp_counter"), prio=10)
     load(veth.host_if, example("xdp_drop_icmp"), prio=20)

@@ -78,15 +78,35 @@ def test_second_plain_program_is_refused(netns_veth) -> None:  # type: ignore[no
         run_cli("unload", v.host_if, "--all", check=True)
 
 
-def test_two_programs_without_freplace_fail_clearly(netns_veth) -> None:  # type: ignore[no-untyped-def]
+def test_two_programs_without_freplace_make_a_linked_chain(netns_veth) -> None:  # type: ignore[no-untyped-def]
+    from dispatcher import features
+
+    if features.freplace().supported:
+        pytest.skip("this kernel supports freplace: auto builds a dispatcher (tested in test_chain)")
+    v = netns_veth
+    cp = run_cli("load", v.host_if, example("xdp_pass"), example("xdp_counter"), "-m", "skb")
+    try:
+        assert cp.returncode == 0, cp.stderr
+        assert "linked chain" in cp.stdout
+        st = _status(v.host_if)
+        assert st["kind"] == "linked"
+        assert [p["name"] for p in st["programs"]] == ["xdp_counter", "xdp_pass"]
+    finally:
+        run_cli("unload", v.host_if, "--all", check=True)
+    assert _status(v.host_if)["kind"] == "none"
+
+
+def test_two_programs_with_dispatch_freplace_fail_clearly(netns_veth) -> None:  # type: ignore[no-untyped-def]
     from dispatcher import features
 
     if features.freplace().supported:
         pytest.skip("this kernel supports freplace: the chain is built instead (tested in test_chain)")
     v = netns_veth
-    cp = run_cli("load", v.host_if, example("xdp_pass"), example("xdp_counter"), "-m", "skb")
+    cp = run_cli("load", v.host_if, example("xdp_pass"), example("xdp_counter"), "-m", "skb",
+                 "--dispatch", "freplace")
     assert_one_line_error(cp, "refuses extension programs", "2 programs")
     assert cp.returncode == 3
+    assert "--dispatch linked" in cp.stderr
     assert _status(v.host_if)["kind"] == "none"
 
 

@@ -41,3 +41,64 @@ def test_error_of_one_interface_does_not_hide_others() -> None:
     lines = status_text([bad, ok]).splitlines()
     assert any("eth9" in ln and "cannot read" in ln for ln in lines)
     assert any(ln.startswith("lo ") for ln in lines)
+
+
+def test_managed_by_column_and_json() -> None:
+    from dispatcher.render import status_json
+
+    cfg = protocol.decode_config(protocol.encode_config(2, [10, 50], [4, 4], [0, 0], False))
+    st = InterfaceState(
+        "veth0", 3, "skb", "dispatcher", main=_prog(10, "xdp_dispatcher", "90f686eb86991928"),
+        dispatcher=DispatcherInfo(10, 2, False), config=cfg,
+        programs=(Component(0, "xdp_counter", 19, "3b185187f1855c4c", 10, ("XDP_PASS",), False),
+                  Component(1, "xdp_pass", 21, "3b185187f1855c4c", 50,
+                            ("XDP_DROP", "XDP_PASS"), False)))
+    legacy = InterfaceState("veth1", 4, "skb", "legacy", main=_prog(30, "xdp_pass", "00" * 8))
+    managed = {19: "/etc/xdp-dispatch/config.yaml", 30: "xdp-dispatch"}
+    lines = status_text([st, legacy], managed).splitlines()
+    # xdp-loader's columns first, unchanged; "Managed by" after the chain actions.
+    assert lines[2:] == [
+        "Interface        Prio  Program name      Mode     ID   Tag               Chain actions"
+        "      Managed by",
+        "-" * 121,
+        "veth0                  xdp_dispatcher    skb      10   90f686eb86991928  (dispatcher v2)",
+        " =>              10     xdp_counter               19   3b185187f1855c4c  XDP_PASS"
+        "           /etc/xdp-dispatch/config.yaml",
+        " =>              50     xdp_pass                  21   3b185187f1855c4c  XDP_DROP,XDP_PASS"
+        "  -",
+        "veth1                  xdp_pass          skb      30   0000000000000000"
+        "                     xdp-dispatch",
+        "",
+    ]
+    # without ownership data: exactly xdp-loader's layout
+    assert "Managed by" not in status_text([st])
+    js = status_json([st, legacy], managed)
+    assert [p["managed_by"] for p in js[0]["programs"]] == ["/etc/xdp-dispatch/config.yaml", None]
+    assert js[1]["main"]["managed_by"] == "xdp-dispatch"
+    assert js[0]["programs"][0]["id"] == 19 and "slot" in js[0]["programs"][0]   # keys kept
+    assert "managed_by" not in status_json([st])[0]["programs"][0]
+
+
+def test_linked_chain_rows_and_managed_by() -> None:
+    from dispatcher.render import status_json
+
+    st = InterfaceState(
+        "lo", 1, "skb", "linked", main=_prog(77, "xdp_chain", "fe4596f2ce4c57da"),
+        dispatcher=DispatcherInfo(77, 1, False),
+        programs=(Component(0, "pass", 0, "", 10, ("XDP_PASS",), False,
+                            source="/etc/xdp-dispatch/config.yaml"),
+                  Component(1, "counter", 0, "", 20, ("XDP_PASS",), False)))
+    lines = status_text([st], {}).splitlines()
+    assert lines[4].startswith("lo                     xdp_chain         skb      77   "
+                               "fe4596f2ce4c57da  (linked chain)")
+    assert lines[4].endswith("(linked chain)")          # the chain row has no manager cell
+    # components have no program id or tag; a slot put there by `apply` names its config,
+    # one put there by `load` is ours without a config.
+    assert lines[5].split()[:6] == ["=>", "10", "pass", "-", "-", "XDP_PASS"]
+    assert lines[5].endswith("/etc/xdp-dispatch/config.yaml")
+    assert lines[6].endswith("  xdp-dispatch")
+    js = status_json([st], {})[0]
+    assert js["kind"] == "linked"
+    assert [p["id"] for p in js["programs"]] == [None, None]
+    assert [p["managed_by"] for p in js["programs"]] == ["/etc/xdp-dispatch/config.yaml",
+                                                         "xdp-dispatch"]
