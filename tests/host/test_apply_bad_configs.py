@@ -26,7 +26,7 @@ import pytest
 from tests.host import nettools
 from tests.objects import REPO
 
-pytestmark = pytest.mark.host_kernel
+pytestmark = [pytest.mark.host_kernel, pytest.mark.once]
 
 BAD = Path(REPO) / "tests" / "unit" / "bad_configs"
 NSENTER = shutil.which("nsenter")

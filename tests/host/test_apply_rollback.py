@@ -26,7 +26,7 @@ from tests.cli import assert_one_line_error, run_cli
 from tests.host import nettools
 from tests.objects import EXAMPLES_DIR, REPO
 
-pytestmark = pytest.mark.host_kernel
+pytestmark = [pytest.mark.host_kernel, pytest.mark.once]
 
 needs_xdp_loader = pytest.mark.skipif(shutil.which("xdp-loader") is None,
                                       reason="xdp-loader (xdp-tools) not installed")

@@ -12,7 +12,7 @@ from tests.cli import assert_one_line_error, run_cli
 from tests.host import nettools
 from tests.objects import example
 
-pytestmark = pytest.mark.host_kernel
+pytestmark = [pytest.mark.host_kernel, pytest.mark.once]
 
 
 def _status(iface: str, netns: str | None = None) -> dict:  # type: ignore[type-arg]

@@ -22,7 +22,7 @@ from tests.host import test_apply as _apply
 from tests.host.test_apply import status
 from tests.objects import REPO
 
-pytestmark = pytest.mark.host_kernel
+pytestmark = [pytest.mark.host_kernel, pytest.mark.once]
 
 CONFIGS = Path(REPO) / "configs"
 veth = _apply.veth

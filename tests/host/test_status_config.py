@@ -13,7 +13,7 @@ from tests.host import test_apply as _apply
 from tests.host.test_apply import write_cfg
 from tests.objects import EXAMPLES_DIR
 
-pytestmark = pytest.mark.host_kernel
+pytestmark = [pytest.mark.host_kernel, pytest.mark.once]
 
 veth = _apply.veth
 state_dir = _apply.state_dir
