@@ -104,7 +104,29 @@ def _tail_target(bpffs_dir: str) -> Iterator[tuple[int, int]]:
             p.close()
 
 
+TAIL_CALLS_OK = loader.kernel_version() >= linked.TAIL_CALL_MIN_KERNEL
+
+
+def test_tail_call_refused_on_older_kernels(bpffs_dir: str) -> None:
+    """Below TAIL_CALL_MIN_KERNEL a linked chain would end at a tail call's return (seen on
+    6.1), unlike the same components under freplace: such a chain is refused by name."""
+    if TAIL_CALLS_OK:
+        pytest.skip(f"kernel {loader.kernel_version()} returns from tail calls into the chain; "
+                    "test_tail_call_in_chain covers it")
+    rows = [(example("xdp_tailcall"), 10, PASS), (example("xdp_counter"), 20, PASS)]
+    before = set(os.listdir(bpffs_dir))
+    with pytest.raises(combine.LinkError) as ei:
+        with built(rows, bpffs_dir):
+            pass
+    msg = str(ei.value)
+    assert "xdp_tail_entry" in msg and "tail calls" in msg and ">= 6.12" in msg
+    assert set(os.listdir(bpffs_dir)) == before
+
+
 def test_tail_call_in_chain(bpffs_dir: str) -> None:
+    if not TAIL_CALLS_OK:
+        pytest.skip(f"kernel {loader.kernel_version()} refuses tail calls in linked chains "
+                    "(test_tail_call_refused_on_older_kernels)")
     rows = [(example("xdp_tailcall"), 10, PASS), (example("xdp_counter"), 20, PASS)]
     udp = packets.udp_packet()
     with built(rows, bpffs_dir) as b:
@@ -188,10 +210,21 @@ def test_features_through_the_api_on_a_veth(netns_veth: nettools.VethNs, bpffs_d
     monkeypatch.setenv("LIBXDP_BPFFS", bpffs_dir)
     v = netns_veth
     try:
-        for name, prio in (("xdp_loop", 10), ("xdp_core", 20), ("xdp_counter", 30),
-                           ("xdp_tailcall", 40)):
+        for name, prio in (("xdp_loop", 10), ("xdp_core", 20), ("xdp_counter", 30)):
             dispatcher.load(v.host_if, [example(name)], mode="skb", priority=prio,
                             dispatch="linked")
+        if not TAIL_CALLS_OK:
+            (before,) = dispatcher.status(v.host_if)
+            with pytest.raises(XdpDispatchError, match="uses tail calls"):
+                dispatcher.load(v.host_if, [example("xdp_tailcall")], mode="skb",
+                                priority=40, dispatch="linked")
+            (after,) = dispatcher.status(v.host_if)      # refused: the chain is unchanged
+            assert after.main is not None and before.main is not None
+            assert after.main.id == before.main.id and len(after.programs) == 3
+            assert nettools.ping(v.peer_ip, count=2, timeout=1)
+            return
+        dispatcher.load(v.host_if, [example("xdp_tailcall")], mode="skb", priority=40,
+                        dispatch="linked")
         (st,) = dispatcher.status(v.host_if)
         js = st.to_json()
         assert js["kind"] == "linked"
