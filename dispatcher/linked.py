@@ -162,10 +162,10 @@ def _blame(comb: combine.CombinedProgram, log: str) -> str:
 
 
 # A tail call made by a linked component returns into the chain's main function (and the
-# next slot runs) on 6.12 and 6.18; on Debian's 6.1 the tail-called program's verdict ended
-# the whole program (tests/host/test_linked_features.py). The version in between where this
+# next slot runs) on 6.18; on Debian's 6.1 and 6.12 the tail-called program's verdict ended
+# the whole program (tests/host/test_linked_features.py). The release in between where this
 # changed is not known, so older kernels refuse such components.
-TAIL_CALL_MIN_KERNEL = (6, 12)
+TAIL_CALL_MIN_KERNEL = (6, 18)
 
 
 def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
@@ -180,7 +180,8 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
         need = ".".join(map(str, TAIL_CALL_MIN_KERNEL))
         raise combine.LinkError(
             f"{bad.where()}: uses tail calls; in a linked chain on Linux {have} a tail call "
-            "ends the whole chain instead of returning to it (seen on 6.1), so linked chains "
+            "ends the whole chain instead of returning to it (seen on 6.1 and 6.12), so linked "
+            "chains "
             f"take tail-calling components only on Linux >= {need} (freplace dispatch does "
             "not have this limit where the kernel allows it)")
     if any(c.obj.btf_ext and c.obj.btf_ext.core_relos for c in comps) and \
