@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from tests.cli import run_cli
 from tests.host import nettools
+from tests.host.test_apply_rollback import write_cfg
 from tests.objects import EXAMPLES_DIR
 
 pytestmark = pytest.mark.host_kernel
@@ -36,17 +37,6 @@ def private(tmp_path: Path, bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("LIBXDP_BPFFS", bpffs_dir)
     monkeypatch.setenv("XDP_DISPATCH_STATE_DIR", str(tmp_path / "state"))
     return bpffs_dir
-
-
-def write_cfg(path: Path, chains: dict[str, list[dict[str, Any]]]) -> str:
-    import yaml
-
-    doc = {"version": 1, "interfaces": [
-        {"name": iface, "mode": "skb",
-         "programs": [{**p, "object": os.path.join(EXAMPLES_DIR, p["object"])} for p in progs]}
-        for iface, progs in chains.items()]}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return str(path)
 
 
 def chain_ids(iface: str) -> tuple[int | None, list[tuple[str, int]]]:
