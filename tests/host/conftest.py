@@ -110,3 +110,25 @@ def netns_veth() -> Iterator[nettools.VethNs]:
         left = nettools.destroy_veth_ns(v)
     assert not left, f"test left XDP programs attached: {left}"
     assert not nettools.netns_exists(v.netns), f"netns {v.netns} still exists"
+
+
+@pytest.fixture
+def private(tmp_path, bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> str:  # type: ignore[no-untyped-def]
+    """Private bpffs root and ownership directory for this test (and its subprocesses)."""
+    monkeypatch.setenv("LIBXDP_BPFFS", bpffs_dir)
+    monkeypatch.setenv("XDP_DISPATCH_STATE_DIR", str(tmp_path / "state"))
+    return bpffs_dir
+
+
+@pytest.fixture
+def two(netns_veth: nettools.VethNs, private: str) -> Iterator[tuple[str, str]]:
+    """Two veth interfaces in the root netns (A pings its peer), cleaned up afterwards."""
+    from tests.cli import run_cli
+
+    b = nettools.create_veth_ns()
+    try:
+        yield netns_veth.host_if, b.host_if
+    finally:
+        for i in (netns_veth.host_if, b.host_if):
+            run_cli("unload", i, "--all")
+        nettools.destroy_veth_ns(b)

@@ -32,13 +32,6 @@ from tests.objects import EXAMPLES_DIR
 pytestmark = pytest.mark.host_kernel
 
 
-@pytest.fixture
-def private(tmp_path: Path, bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("LIBXDP_BPFFS", bpffs_dir)
-    monkeypatch.setenv("XDP_DISPATCH_STATE_DIR", str(tmp_path / "state"))
-    return bpffs_dir
-
-
 def chain_ids(iface: str) -> tuple[int | None, list[tuple[str, int]]]:
     import dispatcher
 
@@ -190,15 +183,6 @@ program = st.fixed_dictionaries(
 chain_strategy = st.lists(program, max_size=4)
 
 
-@pytest.fixture
-def two(netns_veth: nettools.VethNs, private: str) -> Iterator[tuple[str, str]]:
-    b = nettools.create_veth_ns()
-    try:
-        yield netns_veth.host_if, b.host_if
-    finally:
-        for i in (netns_veth.host_if, b.host_if):
-            run_cli("unload", i, "--all")
-        nettools.destroy_veth_ns(b)
 
 
 @pytest.mark.freplace

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +29,6 @@ pytestmark = [pytest.mark.host_kernel, pytest.mark.once]
 
 needs_xdp_loader = pytest.mark.skipif(shutil.which("xdp-loader") is None,
                                       reason="xdp-loader (xdp-tools) not installed")
-
-
-@pytest.fixture
-def private(tmp_path: Path, bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Private bpffs root and ownership directory for this test (and its subprocesses)."""
-    monkeypatch.setenv("LIBXDP_BPFFS", bpffs_dir)
-    monkeypatch.setenv("XDP_DISPATCH_STATE_DIR", str(tmp_path / "state"))
-    return bpffs_dir
-
-
-@pytest.fixture
-def two(netns_veth: nettools.VethNs, private: str) -> Iterator[tuple[str, str]]:
-    """Two veth interfaces in the root netns (A pings its peer), cleaned up afterwards."""
-    b = nettools.create_veth_ns()
-    try:
-        yield netns_veth.host_if, b.host_if
-    finally:
-        for i in (netns_veth.host_if, b.host_if):
-            run_cli("unload", i, "--all")
-        nettools.destroy_veth_ns(b)
 
 
 def write_cfg(path: Path, chains: dict[str, list[dict[str, Any]]]) -> str:
