@@ -13,8 +13,9 @@ run (use the VM: chains need freplace). Run as root:
 * scale:   `apply` of 3 programs on each of 1, 2, 4, 8, 16, 32 veth interfaces (one file,
            one command) from nothing: total and per-interface time (target: linear growth).
 
-Every timed command is a fresh process, as users run it; rounds alternate ours and
-xdp-loader's; medians are reported (software emulation varies a lot per load).
+Every timed command is a fresh process of the command as installed (bench/launcher.py),
+as users run it; rounds alternate ours and xdp-loader's; medians are reported (software
+emulation varies a lot per load).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from collections.abc import Callable
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from bench.launcher import launcher  # noqa: E402
 from dispatcher import api  # noqa: E402
-from dispatcher.declare import apply as api_apply  # noqa: E402
+
+XDPD: list[str] = [sys.executable, "-m", "dispatcher"]   # main() sets the installed launcher
 
 EX = os.path.join(REPO, "bpf", "examples")
 TEN = [os.path.join(EX, n) for n in ["xdp_pass.o", "xdp_counter.o", "xdp_drop_icmp.o",
@@ -53,7 +56,7 @@ def sh(*cmd: str) -> float:
 
 
 def cli(*args: str) -> float:
-    return sh(sys.executable, "-m", "dispatcher", *args)
+    return sh(*XDPD, *args)
 
 
 def write_cfg(path: str, chains: dict[str, list[str]]) -> str:
@@ -84,7 +87,7 @@ def veth(name: str, peer: str) -> None:
 
 def timed_api(cfg: str) -> float:
     t = time.perf_counter()
-    api_apply(cfg)
+    api.apply_config(cfg)
     return time.perf_counter() - t
 
 
@@ -119,8 +122,11 @@ def bench_new_reapply_change(tmp: str, rounds: int, which: set[str]) -> None:
             unload_all(IF_A)
             r["api_new"].append(timed_api(cfg))
             unload_all(IF_A)
-            r["py"].append(sh(sys.executable, "-c", "pass"))
-            r["import"].append(sh(sys.executable, "-c", "import dispatcher.cli, dispatcher.declare"))
+            r["py"].append(sh(sys.executable, "-I", "-S", "-c", "pass"))
+            pkg = os.path.join(os.path.dirname(XDPD[0]), "pkg")
+            r["import"].append(sh(sys.executable, "-I", "-S", "-c",
+                                  f"import sys; sys.path[:0] = [{pkg!r}]; "
+                                  "import dispatcher.cli, dispatcher.declare"))
         if "change" in which:
             cli("apply", cfg)
             r["ours_chg"].append(cli("apply", cfg2))
@@ -141,7 +147,7 @@ def bench_new_reapply_change(tmp: str, rounds: int, which: set[str]) -> None:
               f"{o / lx:6.2f} {'<=1.5':>7s}")
         a = med(r["api_new"])
         print(f"{'  same, in-process API (no start-up)':44s} {a:8.0f} {lx:11.0f} {a / lx:6.2f}")
-        print(f"{'  python start-up alone (-c pass)':44s} {med(r['py']):8.0f}")
+        print(f"{'  python start-up alone (-I -S -c pass)':44s} {med(r['py']):8.0f}")
         print(f"{'  python start-up + our imports':44s} {med(r['import']):8.0f}")
     if "reapply" in which:
         o, re = med(r["ours_new"]), med(r["ours_re"])
@@ -220,8 +226,10 @@ def main() -> int:
     which = {w.strip() for w in args.only.split(",") if w.strip()}
     if not which <= set(ALL):
         ap.error(f"--only: unknown bench(es) {', '.join(sorted(which - set(ALL)))}")
-    with tempfile.TemporaryDirectory(prefix="xdpd-apply-bench-") as tmp:
+    run = "/run" if os.access("/run", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="xdpd-apply-bench-", dir=run) as tmp:
         os.environ["XDP_DISPATCH_STATE_DIR"] = os.path.join(tmp, "state")
+        XDPD[:] = [launcher(tmp)]
         steps: list[Callable[[], None]] = []
         if which & {"new", "reapply", "change"}:
             steps.append(lambda: bench_new_reapply_change(tmp, args.rounds, which))

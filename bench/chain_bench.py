@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from collections.abc import Callable
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from bench.launcher import launcher  # noqa: E402
 from dispatcher import api, netlink  # noqa: E402
 from dispatcher.syscalls import bpf  # noqa: E402
 from dispatcher.syscalls.fd import OwnedFd  # noqa: E402
@@ -130,22 +130,6 @@ def data(args: argparse.Namespace) -> None:
     for n in (1, 3, 10):
         o, lx = statistics.median(ns[("ours", n)]), statistics.median(ns[("libxdp", n)])
         print(f"ratio ours/libxdp N={n}: {o / lx:.2f}")
-
-
-def launcher(tmpdir: str) -> str:
-    """The `xdp-dispatch` command as scripts/install.sh writes it, running a copy of this
-    checkout's package in ``tmpdir`` (tmpfs: an installed package is on a local disk, while
-    the VM sees the checkout over 9p), byte-compiled as pip does."""
-    pkg = os.path.join(tmpdir, "pkg")
-    shutil.copytree(os.path.join(REPO, "dispatcher"), os.path.join(pkg, "dispatcher"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", pkg], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    path = os.path.join(tmpdir, "xdp-dispatch")
-    subprocess.run(["bash", os.path.join(REPO, "scripts/write-launcher.sh"), sys.executable, path,
-                    pkg], check=True)
-    return path
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -251,7 +251,14 @@ def check_config(config: str) -> ChainConfig:
 
 
 def plan_config(config: str, *, exclusive: bool = False) -> list[InterfacePlan]:
-    """What ``apply`` would change on each interface (``InterfacePlan.changed``)."""
+    """What ``apply`` would change on each interface (``InterfacePlan.changed``). An
+    unchanged file on an unchanged system since its last apply is answered from that
+    apply's record (see ``applied.py``) without parsing anything."""
+    from . import applied
+
+    plans = applied.reuse(config, exclusive=exclusive)
+    if plans is not None:
+        return plans
     from .declare import make_plan
 
     return make_plan(config, exclusive=exclusive)[1]
@@ -259,7 +266,14 @@ def plan_config(config: str, *, exclusive: bool = False) -> list[InterfacePlan]:
 
 def apply_config(config: str, *, exclusive: bool = False, dry_run: bool = False,
                  notice: Callable[[str], None] | None = None) -> list[InterfacePlan]:
-    """Make the interfaces match ``config`` (all or nothing); returns the plans carried out."""
+    """Make the interfaces match ``config`` (all or nothing); returns the plans carried out.
+    Re-applying an unchanged file on an unchanged system is answered from the last
+    apply's record (see ``applied.py``): nothing to change, nothing parsed."""
+    from . import applied
+
+    plans = applied.reuse(config, exclusive=exclusive)
+    if plans is not None:
+        return plans
     from . import declare
 
     return declare.apply(config, exclusive=exclusive, dry_run=dry_run, notice=notice)

@@ -270,10 +270,10 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .declare import make_plan
+    from .api import plan_config
     from .plan import plan_text
 
-    _cfg, plans, _objs = make_plan(args.config, exclusive=args.exclusive)
+    plans = plan_config(args.config, exclusive=args.exclusive)
     if args.json:
         print(json.dumps({"interfaces": [p.to_json() for p in plans]}, indent=2))
     else:
@@ -284,10 +284,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from .declare import apply
+    from .api import apply_config
     from .plan import plan_text
 
-    plans = apply(args.config, exclusive=args.exclusive, dry_run=args.dry_run, notice=_notice)
+    plans = apply_config(args.config, exclusive=args.exclusive, dry_run=args.dry_run, notice=_notice)
     sys.stdout.write(plan_text(plans))
     if not any(p.changed for p in plans):
         print("Nothing to change.")

@@ -131,10 +131,8 @@ def new_program(obj: ObjectSpec, d: DesiredProgram) -> chain.NewProgram:
                             settings=d.settings)
 
 
-def make_plan(path: str, *, exclusive: bool = False) -> tuple[ChainConfig, list[InterfacePlan],
-                                                                dict[str, ObjectSpec]]:
-    from .syscalls import bpffs
-
+def prepare(path: str) -> tuple[ChainConfig, list[_Target], dict[str, ObjectSpec]]:
+    """The config checked, its targets resolved, and the objects it names parsed once."""
     objects: dict[str, ObjectSpec] = {}
 
     def read_once(obj_path: str) -> ObjectSpec:      # the checks and resolve share the parse
@@ -143,7 +141,14 @@ def make_plan(path: str, *, exclusive: bool = False) -> tuple[ChainConfig, list[
         return objects[obj_path]
 
     cfg = load_and_check(path, read_object=read_once)
-    targets = resolve(cfg, objects)
+    return cfg, resolve(cfg, objects), objects
+
+
+def observe_plan(cfg: ChainConfig, targets: list[_Target], *,
+                 exclusive: bool = False) -> list[InterfacePlan]:
+    """Observe each target interface and plan its difference from the config."""
+    from .syscalls import bpffs
+
     owners = ownership.read()
     root = bpffs.bpffs_root()
     plans = []
@@ -158,20 +163,75 @@ def make_plan(path: str, *, exclusive: bool = False) -> tuple[ChainConfig, list[
         plans.append(replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
                                             exclusive, source=os.path.abspath(cfg.source)),
                              dispatch=t.dispatch))
-    return cfg, plans, objects
+    return plans
+
+
+def make_plan(path: str, *, exclusive: bool = False) -> tuple[ChainConfig, list[InterfacePlan],
+                                                                dict[str, ObjectSpec]]:
+    cfg, targets, objects = prepare(path)
+    return cfg, observe_plan(cfg, targets, exclusive=exclusive), objects
+
+
+class _Recorder:
+    """Writes the record of this apply (``applied.py``) when it ends with nothing left to
+    change: the config's bytes are hashed before it is parsed and the system's fingerprint
+    before each plan, so a change made meanwhile keeps the record from being written."""
+
+    def __init__(self, path: str, exclusive: bool) -> None:
+        from . import applied
+
+        self.applied = applied
+        self.path, self.exclusive = path, exclusive
+        try:
+            self.config_sha: str | None = applied.file_sha(path)
+        except OSError:
+            self.config_sha = None
+        self.sys_before: dict[str, object] | None = None
+
+    def before_plan(self, targets: list[_Target]) -> None:
+        self.applied.forget(self.path)
+        try:
+            self.sys_before = self.applied.system([(t.netns, t.iface) for t in targets])
+        except (OSError, XdpDispatchError):
+            self.sys_before = None
+
+    def remember(self, cfg: ChainConfig, targets: list[_Target],
+                 plans: list[InterfacePlan]) -> None:
+        if self.config_sha is None or self.sys_before is None:
+            return
+        objs = [p.object for i in cfg.interfaces for p in i.programs]
+        pins = [p.pin_maps for i in cfg.interfaces for p in i.programs if p.enabled and p.pin_maps]
+        try:
+            ins = self.applied.inputs(self.path, self.applied.file_sha(self.path), objs, pins,
+                                      self.exclusive)
+        except OSError:
+            return
+        used = {d.obj_path: d.sha256 for t in targets for d in t.desired}
+        if ins["config_sha256"] != self.config_sha or any(
+                ins["objects"].get(o) != sha for o, sha in used.items()):
+            return       # a file changed while this apply ran: no record
+        self.applied.remember(self.path, ins, self.sys_before, plans)
 
 
 def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
           notice: Callable[[str], None] | None = None) -> list[InterfacePlan]:
-    """Make each interface match the config; returns the plans that were carried out."""
+    """Make each interface match the config; returns the plans that were carried out.
+    When nothing is left to change, records that (``applied.py``) so that the next apply
+    of the unchanged file against the unchanged system can say so without re-planning."""
     from .privileges import require_root
     from .syscalls import bpffs
 
-    cfg, plans, objects = make_plan(path, exclusive=exclusive)
+    rec = _Recorder(path, exclusive)
+    cfg, targets, objects = prepare(path)
+    rec.before_plan(targets)
+    plans = observe_plan(cfg, targets, exclusive=exclusive)
     errors = [f"{p.iface}: {p.error}" for p in plans if p.error]
     if errors:
         raise ConfigError(f"{cfg.source}: cannot read " + "; ".join(errors))
-    if dry_run or not any(p.changed for p in plans):
+    if not any(p.changed for p in plans):
+        rec.remember(cfg, targets, plans)
+        return plans
+    if dry_run:
         return plans
     require_root("applying a config")
     root = bpffs.bpffs_root()
@@ -202,6 +262,9 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     for _p, pc in pending:
         pc.commit()
     ownership.update(owners_new, dropped)
+    # The result, planned afresh, must have nothing left to change: record it for re-applies.
+    rec.before_plan(targets)
+    rec.remember(cfg, targets, observe_plan(cfg, targets, exclusive=exclusive))
     return plans
 
 

@@ -25,7 +25,7 @@ def state_dir() -> str:
     return os.environ.get("XDP_DISPATCH_STATE_DIR", DEFAULT_DIR)
 
 
-def _path() -> str:
+def records_path() -> str:
     return os.path.join(state_dir(), "owned.json")
 
 
@@ -37,7 +37,7 @@ def read() -> dict[int, Owner]:
     from .plan import Owner
 
     try:
-        with open(_path()) as f:
+        with open(records_path()) as f:
             data = json.load(f)
     except FileNotFoundError:
         return {}
@@ -57,7 +57,7 @@ def managed_labels() -> dict[int, str]:
     """Program id -> the config file that loaded it (or "xdp-dispatch"), read without
     building records (``status`` calls this on every run)."""
     try:
-        with open(_path()) as f:
+        with open(records_path()) as f:
             data = json.load(f)
         return {int(d["prog_id"]): str(d.get("config") or "xdp-dispatch")
                 for d in data.get("programs", [])}
@@ -89,4 +89,4 @@ def update(add: list[Owner], drop: set[int]) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump({"version": 1, "programs": [o.to_json() for o in cur.values()]}, f,
                       indent=1)
-        os.replace(tmp, _path())
+        os.replace(tmp, records_path())

@@ -1,0 +1,200 @@
+"""Records of the last apply of each config file, so that applying (or planning) an
+unchanged file against an unchanged system answers "nothing to change" without parsing
+the config, the objects or the chains again.
+
+A record is written only after an apply (or a plan found nothing to change) and only when
+a fresh plan of the result is empty. It holds that plan and a fingerprint of everything a
+plan reads:
+
+* inputs: the config file's bytes (sha256), every object file it names (sha256), whether
+  each ``pin_maps`` directory is on bpffs, ``--exclusive``, the bpffs root, and the
+  package's own files (name, size, mtime), so that an upgrade of the tool re-plans;
+* the system: per network namespace used, its identity and the RTM_GETLINK dump (every
+  interface's index, name and attached XDP program ids; a new interface matching a glob,
+  or any program attached or swapped anywhere in that namespace, shows here), the
+  dispatcher pin directories of the chains on the config's interfaces (entry names and
+  inodes), and the ownership records' bytes.
+
+The system part is read before and after the plan that goes into the record and the
+record is dropped if the two differ, so a change made by another tool meanwhile cannot
+be hidden. Reusing a record reads the same fingerprint again and compares: any
+difference, or any error on the way, falls back to the full plan. Program ids are never
+reused while the program exists, and a chain changes only by attaching a new program
+(a new id in the dump), so equal fingerprints mean equal plans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from . import __version__, netlink, ownership, protocol
+from .errors import XdpDispatchError
+from .syscalls import bpffs
+
+if TYPE_CHECKING:
+    from .plan import InterfacePlan
+
+RECORD_VERSION = 1
+_PKG = os.path.dirname(os.path.abspath(__file__))
+
+
+def _record_path(config: str) -> str:
+    key = hashlib.sha256(os.fsencode(os.path.abspath(config))).hexdigest()[:32]
+    return os.path.join(ownership.state_dir(), "applied", f"{key}.json")
+
+
+def file_sha(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _code_stamp() -> str:
+    """The installed package's files (name, size, mtime): a changed tool re-plans."""
+    h = hashlib.sha256(__version__.encode())
+    for top, dirs, files in os.walk(_PKG):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            st = os.stat(os.path.join(top, name))
+            h.update(f"{os.path.relpath(top, _PKG)}/{name}:{st.st_size}:{st.st_mtime_ns}\n"
+                     .encode())
+    return h.hexdigest()
+
+
+def _on_bpffs(path: str) -> bool:
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return bpffs.is_bpffs(path)
+
+
+def inputs(config: str, config_sha: str, objects: list[str], pin_maps: list[str],
+           exclusive: bool) -> dict[str, Any]:
+    return {"config": os.path.abspath(config), "config_sha256": config_sha,
+            "objects": {p: file_sha(p) for p in sorted(set(objects))},
+            "pin_maps": {p: _on_bpffs(p) for p in sorted(set(pin_maps))},
+            "exclusive": exclusive, "root": bpffs.bpffs_root(), "code": _code_stamp()}
+
+
+def _netns_identity(netns: str | None) -> list[int]:
+    path = "/proc/self/ns/net" if netns is None else netlink._netns_path(netns)
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino]
+
+
+def _pins(pdir: str) -> list[list[Any]] | None:
+    try:
+        return sorted([e.name, e.inode()] for e in os.scandir(pdir))
+    except FileNotFoundError:
+        return None
+
+
+def system(targets: list[tuple[str | None, str]]) -> dict[str, Any]:
+    """The fingerprint of the system a plan of ``targets`` ((netns, interface) pairs) reads."""
+    root = bpffs.bpffs_root()
+    out: dict[str, Any] = {"root_is_bpffs": bpffs.is_bpffs(root), "netns": {}, "pins": {}}
+    for ns in sorted({ns for ns, _ in targets}, key=lambda n: n or ""):
+        links = netlink.list_links(netns=ns)
+        out["netns"][ns or ""] = {
+            "id": _netns_identity(ns),
+            "links": [[x.ifindex, x.ifname, x.attached, x.prog_id, x.drv_prog_id,
+                       x.skb_prog_id, x.hw_prog_id] for x in links]}
+        by_name = {x.ifname: x for x in links}
+        for n in sorted(i for s, i in targets if s == ns):
+            x = by_name.get(n)
+            main = (x.drv_prog_id or x.skb_prog_id) if x else 0
+            if x and main:
+                pdir = protocol.pin_dir(root, x.ifindex, main)
+                out["pins"][pdir] = _pins(pdir)
+    try:
+        out["owned"] = file_sha(ownership.records_path())
+    except FileNotFoundError:
+        out["owned"] = ""
+    return out
+
+
+def remember(config: str, ins: dict[str, Any], sys_before: dict[str, Any],
+             plans: list[InterfacePlan]) -> bool:
+    """Record ``plans`` (all unchanged) as the answer for ``ins`` if the system still
+    matches ``sys_before`` (read before those plans were made). Best effort: False when
+    not recorded."""
+    if any(p.changed or p.error for p in plans):
+        return False
+    try:
+        sys_after = system([(p.netns, p.iface) for p in plans])
+        if sys_after != sys_before:
+            return False
+        rec = {"version": RECORD_VERSION, "inputs": ins, "system": sys_after,
+               "plans": [plan_record(p) for p in plans]}
+        path = _record_path(config)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(rec, f, separators=(",", ":"))
+        os.replace(tmp, path)
+        return True
+    except (OSError, XdpDispatchError):
+        return False
+
+
+def forget(config: str) -> None:
+    try:
+        os.unlink(_record_path(config))
+    except OSError:
+        pass
+
+
+def reuse(config: str, *, exclusive: bool = False) -> list[InterfacePlan] | None:
+    """The recorded plans for ``config`` if nothing they depend on changed since, else None."""
+    try:
+        with open(_record_path(config)) as f:
+            rec = json.load(f)
+        if rec.get("version") != RECORD_VERSION:
+            return None
+        old = rec["inputs"]
+        if old["config"] != os.path.abspath(config) or old["exclusive"] != exclusive:
+            return None
+        now = inputs(config, file_sha(config), list(old["objects"]), list(old["pin_maps"]),
+                     exclusive)
+        if now != old:
+            return None
+        plans = [plan_from_record(d) for d in rec["plans"]]
+        if system([(p.netns, p.iface) for p in plans]) != rec["system"]:
+            return None
+        return plans
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, XdpDispatchError):
+        return None
+
+
+def plan_record(p: InterfacePlan) -> dict[str, Any]:
+    """Every field of ``p`` as JSON (``plan_from_record`` reverses it)."""
+    return {"iface": p.iface, "netns": p.netns, "mode": p.mode, "error": p.error,
+            "observed_mode": p.observed_mode, "linked": p.linked, "dispatch": p.dispatch,
+            "items": [{"action": i.action, "name": i.name, "prog_id": i.prog_id,
+                       "priority": i.priority, "actions": list(i.actions), "detail": i.detail,
+                       "desired": None if i.desired is None else [
+                           i.desired.name, i.desired.obj_path, i.desired.sha256,
+                           i.desired.program, i.desired.priority, i.desired.actions,
+                           i.desired.settings],
+                       "kernel": None if i.kernel is None else [i.kernel[0],
+                                                                list(i.kernel[1])]}
+                      for i in p.items]}
+
+
+def plan_from_record(d: dict[str, Any]) -> InterfacePlan:
+    from .plan import DesiredProgram, InterfacePlan, PlanItem
+
+    items = []
+    for i in d["items"]:
+        des = i["desired"]
+        ker = i["kernel"]
+        items.append(PlanItem(
+            str(i["action"]), str(i["name"]), i["prog_id"], i["priority"],
+            tuple(str(a) for a in i["actions"]), str(i["detail"]),
+            None if des is None else DesiredProgram(str(des[0]), str(des[1]), str(des[2]),
+                                                    str(des[3]), int(des[4]), int(des[5]),
+                                                    str(des[6])),
+            None if ker is None else (int(ker[0]), tuple(str(a) for a in ker[1]))))
+    return InterfacePlan(str(d["iface"]), d["netns"], str(d["mode"]), tuple(items),
+                         d["error"], d["observed_mode"], bool(d["linked"]), str(d["dispatch"]))

@@ -1,0 +1,191 @@
+"""Records of the last apply (``dispatcher/applied.py``): re-applying or planning an
+unchanged file on an unchanged system is answered from the record, and every change to
+what a plan reads (the file, an object, the chains, a new interface matching a pattern,
+the ownership records, ``--exclusive``) makes it plan afresh and do the right thing.
+Real kernel: linked chains on the host (no freplace there), freplace chains in the VMs."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+import yaml
+
+import dispatcher
+from dispatcher import applied, declare
+from dispatcher.plan import plan_text
+from tests.cli import run_cli
+from tests.host import nettools
+from tests.objects import EXAMPLES_DIR
+
+pytestmark = pytest.mark.host_kernel
+
+
+def write_cfg(path: str, name: str | list[str], progs: list[tuple[str, str, int]]) -> str:
+    """A config chaining ``progs`` ((entry name, object path, priority)) on ``name``."""
+    with open(path, "w") as f:
+        yaml.safe_dump({"version": 1, "interfaces": [
+            {"name": name, "mode": "skb", "programs": [
+                {"name": n, "object": o, "priority": p} for n, o, p in progs]}]}, f)
+    return path
+
+
+def ids(iface: str) -> tuple[int | None, list[int | None]]:
+    (st,) = dispatcher.status(iface)
+    return (st.dispatcher.id if st.dispatcher else None), [c.id for c in st.programs]
+
+
+def full_plan(cfg: str, exclusive: bool = False) -> list[dict[str, object]]:
+    return [applied.plan_record(p) for p in declare.make_plan(cfg, exclusive=exclusive)[1]]
+
+
+@pytest.fixture
+def objs(tmp_path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Private copies of the example objects (tests overwrite them)."""
+    out = {}
+    for n in ("xdp_pass", "xdp_counter", "xdp_drop_icmp"):
+        out[n] = str(tmp_path / f"{n}.o")
+        shutil.copy(os.path.join(EXAMPLES_DIR, f"{n}.o"), out[n])
+    return out
+
+
+@pytest.fixture
+def applied_cfg(two, objs, tmp_path) -> Iterator[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """(config, interface A, interface B): a 2-program chain on A, applied."""
+    a, b = two
+    cfg = write_cfg(str(tmp_path / "c.yaml"), a, [("pass", objs["xdp_pass"], 10),
+                                                   ("counter", objs["xdp_counter"], 20)])
+    plans = dispatcher.apply_config(cfg)
+    assert any(p.changed for p in plans)
+    yield cfg, a, b
+
+
+def test_reapply_is_answered_from_the_record(applied_cfg) -> None:  # type: ignore[no-untyped-def]
+    cfg, a, _b = applied_cfg
+    before = ids(a)
+    reused = applied.reuse(cfg)
+    assert reused is not None, "the apply did not leave a usable record"
+    assert [applied.plan_record(p) for p in reused] == full_plan(cfg)
+    assert not any(p.changed for p in reused)
+    # the command prints exactly what a full plan prints, and changes nothing
+    cp = run_cli("apply", cfg)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == plan_text(declare.make_plan(cfg)[1]) + "Nothing to change.\n"
+    assert run_cli("plan", cfg).returncode == 0
+    assert ids(a) == before
+
+
+def _edit_config(cfg: str, a: str, b: str, objs: dict[str, str]) -> None:
+    write_cfg(cfg, a, [("pass", objs["xdp_pass"], 10), ("counter", objs["xdp_counter"], 5)])
+
+
+def _replace_object(cfg: str, a: str, b: str, objs: dict[str, str]) -> None:
+    shutil.copy(os.path.join(EXAMPLES_DIR, "xdp_drop_icmp.o"), objs["xdp_pass"] + ".new")
+    os.replace(objs["xdp_pass"] + ".new", objs["xdp_pass"])
+
+
+def _other_writer(cfg: str, a: str, b: str, objs: dict[str, str]) -> None:
+    dispatcher.unload(a, all=True)
+
+
+def _owned_records(cfg: str, a: str, b: str, objs: dict[str, str]) -> None:
+    # another apply or load rewrote the ownership records (same content here)
+    from dispatcher import ownership
+
+    with open(ownership.records_path(), "a") as f:
+        f.write("\n")
+
+
+MUTATIONS: dict[str, tuple[Callable[[str, str, str, dict[str, str]], None], set[str]]] = {
+    "config edited": (_edit_config, {"update"}),
+    "object file replaced": (_replace_object, {"upgrade"}),
+    "chain changed by another writer": (_other_writer, {"add"}),
+    "ownership records rewritten": (_owned_records, set()),
+}
+
+
+@pytest.mark.parametrize("what", list(MUTATIONS))
+def test_any_change_plans_afresh(applied_cfg, objs, what: str) -> None:  # type: ignore[no-untyped-def]
+    cfg, a, b = applied_cfg
+    mutate, actions = MUTATIONS[what]
+    mutate(cfg, a, b, objs)
+    assert applied.reuse(cfg) is None, f"record reused after: {what}"
+    plans = dispatcher.apply_config(cfg)
+    assert {i.action for p in plans for i in p.items} - {"keep"} == actions
+    assert not any(p.changed for p in declare.make_plan(cfg)[1])
+    assert applied.reuse(cfg) is not None      # and the new result is recorded
+
+
+def test_exclusive_and_dry_run(applied_cfg, objs) -> None:  # type: ignore[no-untyped-def]
+    cfg, a, _b = applied_cfg
+    assert applied.reuse(cfg, exclusive=True) is None      # recorded without --exclusive
+    _edit_config(cfg, a, "", objs)
+    plans = dispatcher.apply_config(cfg, dry_run=True)
+    assert any(p.changed for p in plans)
+    assert applied.reuse(cfg) is None      # a dry run with changes records nothing
+    assert run_cli("plan", cfg).returncode == 2
+
+
+def test_missing_config_after_apply_is_the_usual_error(applied_cfg) -> None:  # type: ignore[no-untyped-def]
+    cfg, _a, _b = applied_cfg
+    os.unlink(cfg)
+    assert applied.reuse(cfg) is None
+    cp = run_cli("apply", cfg)
+    assert cp.returncode == 2 and "Traceback" not in cp.stderr and cfg in cp.stderr
+
+
+def test_new_interface_matching_the_pattern(private, objs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = secrets.token_hex(2)
+    first = nettools.create_veth_ns(f"{base}1")
+    made = [first]
+    try:
+        cfg = write_cfg(str(tmp_path / "g.yaml"), f"xd{base}?a",
+                        [("pass", objs["xdp_pass"], 10), ("counter", objs["xdp_counter"], 20)])
+        dispatcher.apply_config(cfg)
+        assert applied.reuse(cfg) is not None
+        made.append(nettools.create_veth_ns(f"{base}2"))
+        assert applied.reuse(cfg) is None
+        plans = dispatcher.apply_config(cfg)
+        assert [(p.iface, p.changed) for p in plans] == [(first.host_if, False),
+                                                        (made[1].host_if, True)]
+        names = [c.name for c in dispatcher.status(made[1].host_if)[0].programs]
+        assert names in (["xdp_pass", "xdp_counter"], ["pass", "counter"])   # freplace, linked
+    finally:
+        for v in made:
+            dispatcher.unload(v.host_if, all=True)
+            nettools.destroy_veth_ns(v)
+
+
+def test_no_record_when_the_system_changed_while_planning(applied_cfg, objs) -> None:  # type: ignore[no-untyped-def]
+    """The fingerprint read before the plan must still hold when the record is written:
+    here another writer attaches a program to B (same namespace) in between."""
+    cfg, a, b = applied_cfg
+    applied.forget(cfg)
+    rec = declare._Recorder(cfg, False)
+    c, targets, _o = declare.prepare(cfg)
+    rec.before_plan(targets)
+    plans = declare.observe_plan(c, targets)
+    dispatcher.load(b, [objs["xdp_pass"]], mode="skb")
+    rec.remember(c, targets, plans)
+    assert applied.reuse(cfg) is None
+    dispatcher.unload(b, all=True)
+    # read again from scratch, the record is written
+    rec.before_plan(targets)
+    rec.remember(c, targets, declare.observe_plan(c, targets))
+    assert applied.reuse(cfg) is not None
+
+
+def test_reapply_from_the_record_imports_no_config_or_object_stack(applied_cfg) -> None:  # type: ignore[no-untyped-def]
+    """What makes it fast: no YAML/pydantic, no ELF reader, no chain-changing code."""
+    from tests.unit.test_import_cost import heavy, modules_after
+
+    cfg, _a, _b = applied_cfg
+    mods = modules_after("from dispatcher.cli import main\n"
+                         f"assert main(['apply', {cfg!r}]) == 0")
+    assert "dispatcher.applied" in mods
+    assert heavy(mods, ("pydantic", "yaml", "elftools", "dispatcher.config",
+                        "dispatcher.declare", "dispatcher.obj.elf", "dispatcher.chain",
+                        "dispatcher.loader", "dispatcher.linked")) == []
