@@ -25,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -123,9 +124,9 @@ def bench_new_reapply_change(tmp: str, rounds: int, which: set[str]) -> None:
             r["api_new"].append(timed_api(cfg))
             unload_all(IF_A)
             r["py"].append(sh(sys.executable, "-I", "-S", "-c", "pass"))
-            pkg = os.path.join(os.path.dirname(XDPD[0]), "pkg")
+            paths = [os.path.join(os.path.dirname(XDPD[0]), "pkg"), sysconfig.get_path("purelib")]
             r["import"].append(sh(sys.executable, "-I", "-S", "-c",
-                                  f"import sys; sys.path[:0] = [{pkg!r}]; "
+                                  f"import sys; sys.path[:0] = {paths!r}; "
                                   "import dispatcher.cli, dispatcher.declare"))
         if "change" in which:
             cli("apply", cfg)

@@ -142,8 +142,15 @@ def is_data_section(name: str) -> bool:
     return any(name == p or name.startswith(p + ".") for p in (".data", ".rodata", ".bss"))
 
 
+#: Parsed objects by (path, bytes), most recently used last: a long-running user of the API
+#: (or one apply reading an object for several interfaces) parses each content once.
+#: Specs are immutable, so sharing them is safe; the bytes themselves are the key.
+_PARSED: dict[tuple[str, bytes], ObjectSpec] = {}
+_PARSED_MAX = 32
+
+
 def read_object(path: str) -> ObjectSpec:
-    """Read and parse an object file from disk."""
+    """Read and parse an object file from disk (a content seen before is not parsed again)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -153,7 +160,14 @@ def read_object(path: str) -> ObjectSpec:
         raise ObjectFileError(f"{path}: is a directory, not a BPF object file") from None
     except OSError as e:
         raise ObjectFileError(f"{path}: cannot read: {e.strerror}") from None
-    return parse_object(data, path)
+    key = (path, data)
+    spec = _PARSED.pop(key, None)
+    if spec is None:
+        spec = parse_object(data, path)
+    _PARSED[key] = spec
+    while len(_PARSED) > _PARSED_MAX:
+        del _PARSED[next(iter(_PARSED))]
+    return spec
 
 
 def parse_object(data: bytes, path: str = "<bytes>") -> ObjectSpec:

@@ -155,3 +155,23 @@ def test_bad_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
         data = f.read()
     with pytest.raises(ObjectFileError, match="malformed or truncated|truncated"):
         parse_object(data[: len(data) // 2], "half.o")
+
+
+def test_read_object_parses_each_content_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dispatcher.obj import elf
+
+    p = str(tmp_path / "o.o")
+    shutil.copy(example("xdp_pass"), p)
+    a = elf.read_object(p)
+    assert elf.read_object(p) is a                       # same bytes: the same spec
+    shutil.copy(example("xdp_counter"), p)
+    b = elf.read_object(p)
+    assert b is not a and [x.name for x in b.programs] == ["xdp_counter"]
+    for k in range(elf._PARSED_MAX + 5):                 # bounded
+        q = str(tmp_path / f"{k}.o")
+        shutil.copy(example("xdp_pass"), q)
+        elf.read_object(q)
+    assert len(elf._PARSED) == elf._PARSED_MAX
+    (tmp_path / "o.o").unlink()
+    with pytest.raises(ObjectFileError, match="no such file"):
+        elf.read_object(p)
