@@ -10,12 +10,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import ObjectFileError, UsageError
 from .netlink import MODES as _ALL_MODES
 from .privileges import require_root
+from .record import record
 
 if TYPE_CHECKING:
     from .chain import ChangeResult
@@ -32,7 +32,7 @@ MODES = {k: v for k, v in _ALL_MODES.items() if k != "unspecified"}
 PROG_TYPE_XDP = 6  # BPF_PROG_TYPE_XDP (== dispatcher.obj.spec.PROG_TYPE_XDP)
 
 
-@dataclass(frozen=True)
+@record
 class LoadResult:
     iface: str
     ifindex: int
@@ -197,7 +197,7 @@ def status(iface: str | None = None, *, netns: str | None = None) -> list[Interf
     return observe.status(iface, netns=netns, root=root if bpffs.is_bpffs(root) else None)
 
 
-@dataclass(frozen=True)
+@record
 class StatusReport:
     """``status [IFACE] [--config FILE]``: observed interfaces, who manages each program
     (program id -> config file or "xdp-dispatch"; absent = not ours) and, with a config,

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from . import chain, netlink, observe, ownership
+from . import chain, netlink, observe, ownership, record
 from .config import ChainConfig, error_at, expand_names, load_and_check
 from .errors import ConfigError, XdpDispatchError
 from .obj.elf import read_object
@@ -160,7 +160,7 @@ def observe_plan(cfg: ChainConfig, targets: list[_Target], *,
         except XdpDispatchError as e:
             plans.append(InterfacePlan(t.iface, t.netns, t.mode, error=e.message))
             continue
-        plans.append(replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
+        plans.append(record.replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
                                             exclusive, source=os.path.abspath(cfg.source)),
                              dispatch=t.dispatch))
     return plans

@@ -17,10 +17,11 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.errors import InterfaceError, NetlinkOpError
+
+from .record import record
 
 __all__ = [
     "MODES", "XDP_FLAGS_DRV_MODE", "XDP_FLAGS_HW_MODE", "XDP_FLAGS_MASK", "XDP_FLAGS_MODES",
@@ -65,7 +66,7 @@ NETNS_RUN_DIR = "/var/run/netns"
 _IFNAME_RE = re.compile(r"^[^/\s:]{1,15}$")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class XdpState:
     """What IFLA_XDP reports for one interface (ids are 0 when absent)."""
 

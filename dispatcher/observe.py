@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import netlink, protocol
@@ -90,14 +89,16 @@ def _map_facts(map_id: int) -> MapFacts | None:
         return None
 
 
-@dataclass
 class OpenChain:
     """An interface's chain with fds held open, for a change. Caller closes it."""
 
-    state: InterfaceState
-    main_fd: OwnedFd | None = None
-    component_fds: list[OwnedFd] = field(default_factory=list)
-    stack: ExitStack = field(default_factory=ExitStack)
+    def __init__(self, state: InterfaceState, main_fd: OwnedFd | None = None,
+                 component_fds: list[OwnedFd] | None = None,
+                 stack: ExitStack | None = None) -> None:
+        self.state = state
+        self.main_fd = main_fd
+        self.component_fds: list[OwnedFd] = [] if component_fds is None else component_fds
+        self.stack = ExitStack() if stack is None else stack
 
     def close(self) -> None:
         self.stack.close()

@@ -14,17 +14,17 @@ xdp-loader): kept, and ordered by priority with ours, unless ``exclusive``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from .obj.actions import actions_to_names
+from .record import record
 from .state import InterfaceState
 
 ADD, REMOVE, UPGRADE, UPDATE, KEEP, FOREIGN = "add", "remove", "upgrade", "update", "keep", "foreign"
 CHANGES = (ADD, REMOVE, UPGRADE, UPDATE)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DesiredProgram:
     name: str            # config entry name (unique per interface)
     obj_path: str        # absolute path of the object file
@@ -55,7 +55,7 @@ def _settings_changed(old: str, new: str) -> str:
     return f"{', '.join(keys)} changed"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Owner:
     """Ownership record of one component we loaded (persisted by ``ownership.py``)."""
 
@@ -91,7 +91,7 @@ class Owner:
                      str(d.get("settings", "")))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PlanItem:
     action: str
     name: str
@@ -108,12 +108,12 @@ class PlanItem:
                 "detail": self.detail}
 
 
-@dataclass(frozen=True)
+@record
 class InterfacePlan:
     iface: str
     netns: str | None
     mode: str
-    items: tuple[PlanItem, ...] = field(default=())
+    items: tuple[PlanItem, ...] = ()
     error: str | None = None
     observed_mode: str | None = None    # mode of the chain found on the interface, if any
     linked: bool = False                # the interface runs a linked chain (items by name)

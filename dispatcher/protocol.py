@@ -7,9 +7,9 @@ run-priority sort order with libxdp's tie-breaks. No I/O here.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
 from .obj.actions import actions_to_names
+from .record import record
 
 MAGIC = 236
 VERSION = 2                      # what we write (libxdp 1.3.x .. 1.5.x read it)
@@ -22,7 +22,7 @@ BPF_F_XDP_DEV_BOUND_ONLY = 0x40
 BPF_F_RDONLY_PROG = 0x80
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DispatcherConfig:
     """Decoded dispatcher configuration (any version)."""
 
@@ -99,7 +99,7 @@ def parse_pin_dir_name(name: str) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SortKey:
     """What libxdp's comparison looks at for one chain member."""
 
@@ -109,7 +109,7 @@ class SortKey:
     insn_count: int = 0       # for two new programs: fewer instructions first
     tag: bytes = b"\0" * 8    # all zero for not-yet-loaded programs
     load_time: int = 0
-    extra: tuple[object, ...] = field(default=())
+    extra: tuple[object, ...] = ()
 
 
 def sort_key(k: SortKey) -> tuple[object, ...]:

@@ -7,15 +7,14 @@ rules, so they can be tested without a kernel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import protocol
 from .obj.actions import actions_to_names
+from .record import record
 
 BPF_F_RDONLY_PROG = 0x80
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProgFacts:
     """Raw facts about one loaded program."""
 
@@ -30,7 +29,7 @@ class ProgFacts:
     prog_type: int = 6
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MapFacts:
     id: int
     key_size: int
@@ -40,7 +39,7 @@ class MapFacts:
     value: bytes | None    # key 0, if readable
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Component:
     slot: int
     name: str
@@ -65,7 +64,7 @@ class Component:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DispatcherInfo:
     id: int
     version: int
@@ -82,7 +81,7 @@ class DispatcherInfo:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InterfaceState:
     """One interface as observed. kind: none | legacy | dispatcher | linked."""
 
@@ -111,7 +110,7 @@ class InterfaceState:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Recognition:
     """Result of libxdp's recognition rules applied to the attached program."""
 

@@ -18,10 +18,10 @@ import errno
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 
 from dispatcher.errors import KernelError, VerifierError
+from dispatcher.record import record
 from dispatcher.syscalls.fd import OwnedFd
 
 # --------------------------------------------------------------------------
@@ -694,7 +694,7 @@ def _cname(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProgInfo:
     type: int
     id: int
@@ -793,7 +793,7 @@ def prog_func_info(fd: int) -> list[tuple[int, int]]:
              int(struct.unpack_from("<I", out, i * rec_size + 4)[0])) for i in range(got)]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MapInfo:
     type: int
     id: int
@@ -820,7 +820,7 @@ def map_info(fd: int) -> MapInfo:
                    ifindex=struct.unpack_from("<I", info, 40)[0])
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LinkInfo:
     type: int
     id: int
@@ -840,7 +840,7 @@ def link_info(fd: int) -> LinkInfo:
                     tracing_target_obj_id=u1, tracing_target_btf_id=u2)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BtfInfo:
     id: int
     size: int
@@ -925,7 +925,7 @@ def raw_tracepoint_open(prog_fd: int, *, subject: str = "") -> OwnedFd:
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TestRunResult:
     __test__ = False  # not a pytest test class
 
