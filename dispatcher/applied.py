@@ -51,8 +51,14 @@ def file_sha(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
+_STAMP: list[str] = []
+
+
 def _code_stamp() -> str:
-    """The installed package's files (name, size, mtime): a changed tool re-plans."""
+    """The installed package's files (name, size, mtime): a changed tool re-plans. Read
+    once per process."""
+    if _STAMP:
+        return _STAMP[0]
     h = hashlib.sha256(__version__.encode())
     for top, dirs, files in os.walk(_PKG):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
@@ -60,7 +66,8 @@ def _code_stamp() -> str:
             st = os.stat(os.path.join(top, name))
             h.update(f"{os.path.relpath(top, _PKG)}/{name}:{st.st_size}:{st.st_mtime_ns}\n"
                      .encode())
-    return h.hexdigest()
+    _STAMP.append(h.hexdigest())
+    return _STAMP[0]
 
 
 def _on_bpffs(path: str) -> bool:
@@ -90,17 +97,21 @@ def _pins(pdir: str) -> list[list[Any]] | None:
         return None
 
 
-def system(targets: list[tuple[str | None, str]]) -> dict[str, Any]:
-    """The fingerprint of the system a plan of ``targets`` ((netns, interface) pairs) reads."""
+def system(targets: list[tuple[str | None, str]],
+           links: dict[str | None, list[netlink.XdpState]] | None = None) -> dict[str, Any]:
+    """The fingerprint of the system a plan of ``targets`` ((netns, interface) pairs) reads.
+    Namespaces missing from ``links`` are dumped, and their dumps added to it."""
+    links = {} if links is None else links
     root = bpffs.bpffs_root()
     out: dict[str, Any] = {"root_is_bpffs": bpffs.is_bpffs(root), "netns": {}, "pins": {}}
     for ns in sorted({ns for ns, _ in targets}, key=lambda n: n or ""):
-        links = netlink.list_links(netns=ns)
+        if ns not in links:
+            links[ns] = netlink.list_links(netns=ns)
         out["netns"][ns or ""] = {
             "id": _netns_identity(ns),
             "links": [[x.ifindex, x.ifname, x.attached, x.prog_id, x.drv_prog_id,
-                       x.skb_prog_id, x.hw_prog_id] for x in links]}
-        by_name = {x.ifname: x for x in links}
+                       x.skb_prog_id, x.hw_prog_id] for x in links[ns]]}
+        by_name = {x.ifname: x for x in links[ns]}
         for n in sorted(i for s, i in targets if s == ns):
             x = by_name.get(n)
             main = (x.drv_prog_id or x.skb_prog_id) if x else 0
@@ -153,16 +164,16 @@ def reuse(config: str, *, exclusive: bool = False) -> list[InterfacePlan] | None
         if rec.get("version") != RECORD_VERSION:
             return None
         old = rec["inputs"]
-        if old["config"] != os.path.abspath(config) or old["exclusive"] != exclusive:
-            return None
-        now = inputs(config, file_sha(config), list(old["objects"]), list(old["pin_maps"]),
-                     exclusive)
-        if now != old:
+        if old["config"] != os.path.abspath(config) or old["exclusive"] != exclusive or \
+                old["config_sha256"] != file_sha(config):
             return None
         plans = [plan_from_record(d) for d in rec["plans"]]
+        # the system first: after a change by any tool, that is where the record fails
         if system([(p.netns, p.iface) for p in plans]) != rec["system"]:
             return None
-        return plans
+        now = inputs(config, old["config_sha256"], list(old["objects"]),
+                     list(old["pin_maps"]), exclusive)
+        return plans if now == old else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, XdpDispatchError):
         return None
 

@@ -43,17 +43,23 @@ def _sha(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec]) -> list[_Target]:
-    """Interfaces (names expanded) and their enabled programs, with defaults from objects."""
+Links = dict[str | None, list[netlink.XdpState]]    # netns -> its RTM_GETLINK dump
+
+
+def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
+            links: Links | None = None) -> list[_Target]:
+    """Interfaces (names expanded) and their enabled programs, with defaults from objects.
+    ``links`` receives the dump of each network namespace the config names."""
     out = []
-    links: dict[str | None, list[str]] = {}
+    links = {} if links is None else links
     problems = []
     seen: dict[tuple[str | None, str], int] = {}     # (netns, interface) -> entry index
     for k, icfg in enumerate(cfg.interfaces):
         if icfg.netns not in links:
-            links[icfg.netns] = [x.ifname for x in netlink.list_links(netns=icfg.netns)]
-        names = expand_names(icfg.name, links[icfg.netns])
-        problems += _missing_interfaces(cfg, k, links[icfg.netns])
+            links[icfg.netns] = netlink.list_links(netns=icfg.netns)
+        present = [x.ifname for x in links[icfg.netns]]
+        names = expand_names(icfg.name, present)
+        problems += _missing_interfaces(cfg, k, present)
         desired = []
         for j, p in enumerate(icfg.programs):
             if not p.enabled:
@@ -131,8 +137,10 @@ def new_program(obj: ObjectSpec, d: DesiredProgram) -> chain.NewProgram:
                             settings=d.settings)
 
 
-def prepare(path: str) -> tuple[ChainConfig, list[_Target], dict[str, ObjectSpec]]:
-    """The config checked, its targets resolved, and the objects it names parsed once."""
+def prepare(path: str, links: Links | None = None) -> tuple[ChainConfig, list[_Target],
+                                                           dict[str, ObjectSpec]]:
+    """The config checked, its targets resolved (``links`` receives the link dumps read
+    for that), and the objects it names parsed once."""
     objects: dict[str, ObjectSpec] = {}
 
     def read_once(obj_path: str) -> ObjectSpec:      # the checks and resolve share the parse
@@ -141,20 +149,25 @@ def prepare(path: str) -> tuple[ChainConfig, list[_Target], dict[str, ObjectSpec
         return objects[obj_path]
 
     cfg = load_and_check(path, read_object=read_once)
-    return cfg, resolve(cfg, objects), objects
+    return cfg, resolve(cfg, objects, links), objects
 
 
-def observe_plan(cfg: ChainConfig, targets: list[_Target], *,
-                 exclusive: bool = False) -> list[InterfacePlan]:
-    """Observe each target interface and plan its difference from the config."""
+def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = False,
+                 links: Links | None = None) -> list[InterfacePlan]:
+    """Observe each target interface and plan its difference from the config. With
+    ``links`` (dumps of the targets' namespaces) their XDP state is taken from there."""
     from .syscalls import bpffs
 
     owners = ownership.read()
     root = bpffs.bpffs_root()
     plans = []
+    dumped = {(ns, x.ifname): x for ns, xs in (links or {}).items() for x in xs}
     for t in targets:
         try:
-            xs = netlink.read_xdp(netlink.ifindex_of(t.iface, netns=t.netns), netns=t.netns)
+            xs = dumped.get((t.netns, t.iface)) if links is not None and t.netns in links \
+                else None
+            if xs is None:
+                xs = netlink.read_xdp(netlink.ifindex_of(t.iface, netns=t.netns), netns=t.netns)
             with observe.observe(xs, root if bpffs.is_bpffs(root) else None) as ch:
                 st = ch.state
         except XdpDispatchError as e:
@@ -174,8 +187,9 @@ def make_plan(path: str, *, exclusive: bool = False) -> tuple[ChainConfig, list[
 
 class _Recorder:
     """Writes the record of this apply (``applied.py``) when it ends with nothing left to
-    change: the config's bytes are hashed before it is parsed and the system's fingerprint
-    before each plan, so a change made meanwhile keeps the record from being written."""
+    change: the config's bytes are hashed before it is parsed, and the plan is made from
+    link dumps that are the system's fingerprint, compared again before writing, so a
+    change made meanwhile keeps the record from being written."""
 
     def __init__(self, path: str, exclusive: bool) -> None:
         from . import applied
@@ -187,13 +201,17 @@ class _Recorder:
         except OSError:
             self.config_sha = None
         self.sys_before: dict[str, object] | None = None
+        applied.forget(path)
 
-    def before_plan(self, targets: list[_Target]) -> None:
-        self.applied.forget(self.path)
+    def fingerprint(self, targets: list[_Target], links: Links | None = None) -> Links:
+        """Dump the targets' namespaces (unless given) and fingerprint the system from those
+        dumps; returns the dumps, to plan from."""
+        links = {} if links is None else links
         try:
-            self.sys_before = self.applied.system([(t.netns, t.iface) for t in targets])
+            self.sys_before = self.applied.system([(t.netns, t.iface) for t in targets], links)
         except (OSError, XdpDispatchError):
             self.sys_before = None
+        return links
 
     def remember(self, cfg: ChainConfig, targets: list[_Target],
                  plans: list[InterfacePlan]) -> None:
@@ -222,9 +240,10 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     from .syscalls import bpffs
 
     rec = _Recorder(path, exclusive)
-    cfg, targets, objects = prepare(path)
-    rec.before_plan(targets)
-    plans = observe_plan(cfg, targets, exclusive=exclusive)
+    links: Links = {}
+    cfg, targets, objects = prepare(path, links)
+    rec.fingerprint(targets, links)
+    plans = observe_plan(cfg, targets, exclusive=exclusive, links=links)
     errors = [f"{p.iface}: {p.error}" for p in plans if p.error]
     if errors:
         raise ConfigError(f"{cfg.source}: cannot read " + "; ".join(errors))
@@ -263,8 +282,8 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
         pc.commit()
     ownership.update(owners_new, dropped)
     # The result, planned afresh, must have nothing left to change: record it for re-applies.
-    rec.before_plan(targets)
-    rec.remember(cfg, targets, observe_plan(cfg, targets, exclusive=exclusive))
+    links = rec.fingerprint(targets)
+    rec.remember(cfg, targets, observe_plan(cfg, targets, exclusive=exclusive, links=links))
     return plans
 
 

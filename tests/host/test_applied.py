@@ -166,15 +166,15 @@ def test_no_record_when_the_system_changed_while_planning(applied_cfg, objs) -> 
     applied.forget(cfg)
     rec = declare._Recorder(cfg, False)
     c, targets, _o = declare.prepare(cfg)
-    rec.before_plan(targets)
-    plans = declare.observe_plan(c, targets)
+    links = rec.fingerprint(targets)
+    plans = declare.observe_plan(c, targets, links=links)
     dispatcher.load(b, [objs["xdp_pass"]], mode="skb")
     rec.remember(c, targets, plans)
     assert applied.reuse(cfg) is None
     dispatcher.unload(b, all=True)
     # read again from scratch, the record is written
-    rec.before_plan(targets)
-    rec.remember(c, targets, declare.observe_plan(c, targets))
+    links = rec.fingerprint(targets)
+    rec.remember(c, targets, declare.observe_plan(c, targets, links=links))
     assert applied.reuse(cfg) is not None
 
 
