@@ -214,3 +214,44 @@ def test_random_valid_configs_roundtrip(data: dict[str, Any], tmp_path_factory:
     loaded = load_config(str(path))
     direct = ChainConfig.model_validate(data, context={"base_dir": str(d)})
     assert loaded.model_dump() == direct.model_dump()
+
+
+def _nodes(n: yaml.Node, out: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    out.append((type(n).__name__, n.tag, None if isinstance(n.value, list) else n.value,
+                n.start_mark.line, n.start_mark.column, n.end_mark.line, n.end_mark.column))
+    if isinstance(n.value, list):
+        for x in n.value:
+            for y in (x if isinstance(x, tuple) else (x,)):
+                _nodes(y, out)
+    return out
+
+
+def test_libyaml_and_python_loader_give_the_same_nodes_and_marks() -> None:
+    """parse_config composes with libyaml (fast) and falls back to PyYAML's own loader for
+    the error message; every node and line:column mark must be the same with both."""
+    import glob
+
+    from dispatcher import config as config_mod
+
+    if config_mod._FAST_LOADER is yaml.SafeLoader:
+        pytest.skip("PyYAML was built without libyaml: only the Python loader is used")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    files = sorted(glob.glob(os.path.join(repo, "configs", "*.yaml"))
+                   + glob.glob(os.path.join(repo, "tests", "**", "*.yaml"), recursive=True))
+    compared = 0
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            text = fh.read()
+        try:
+            slow = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            with pytest.raises(yaml.YAMLError):
+                yaml.compose(text, Loader=config_mod._FAST_LOADER)
+            continue
+        fast = yaml.compose(text, Loader=config_mod._FAST_LOADER)
+        if slow is None:
+            assert fast is None
+            continue
+        assert _nodes(fast, []) == _nodes(slow, []), f
+        compared += 1
+    assert compared >= 30
