@@ -77,9 +77,12 @@ def _on_bpffs(path: str) -> bool:
 
 
 def inputs(config: str, config_sha: str, objects: list[str], pin_maps: list[str],
-           exclusive: bool) -> dict[str, Any]:
+           exclusive: bool, known: dict[str, str] | None = None) -> dict[str, Any]:
+    """The inputs part of a record; ``known`` gives objects' hashes already computed from
+    the very bytes that were parsed (the others are read and hashed here)."""
+    known = known or {}
     return {"config": os.path.abspath(config), "config_sha256": config_sha,
-            "objects": {p: file_sha(p) for p in sorted(set(objects))},
+            "objects": {p: known.get(p) or file_sha(p) for p in sorted(set(objects))},
             "pin_maps": {p: _on_bpffs(p) for p in sorted(set(pin_maps))},
             "exclusive": exclusive, "root": bpffs.bpffs_root(), "code": _code_stamp()}
 

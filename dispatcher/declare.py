@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from . import chain, netlink, observe, ownership, record
 from .config import ChainConfig, error_at, expand_names, load_and_check
 from .errors import ConfigError, XdpDispatchError
-from .obj.elf import read_object
+from .obj.elf import parse_cached, read_bytes, read_object
 from .obj.spec import BPF_F_XDP_HAS_FRAGS, ObjectSpec, names_to_actions
 from .obj.variables import with_overrides
 from .plan import (
@@ -47,9 +47,11 @@ Links = dict[str | None, list[netlink.XdpState]]    # netns -> its RTM_GETLINK d
 
 
 def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
-            links: Links | None = None) -> list[_Target]:
+            links: Links | None = None, shas: dict[str, str] | None = None) -> list[_Target]:
     """Interfaces (names expanded) and their enabled programs, with defaults from objects.
-    ``links`` receives the dump of each network namespace the config names."""
+    ``links`` receives the dump of each network namespace the config names; ``shas`` has
+    the objects' content hashes where already known."""
+    shas = {} if shas is None else shas
     out = []
     links = {} if links is None else links
     problems = []
@@ -74,7 +76,9 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
             acts = names_to_actions(p.chain_call_actions) if p.chain_call_actions is not None \
                 else prog.run_config.chain_call_actions
             frags = p.frags if p.frags is not None and p.frags != prog.frags else None
-            desired.append(DesiredProgram(p.name, p.object, _sha(p.object), prog.name, prio, acts,
+            if p.object not in shas:
+                shas[p.object] = _sha(p.object)
+            desired.append(DesiredProgram(p.name, p.object, shas[p.object], prog.name, prio, acts,
                                           settings_json(p.globals, p.pin_maps, frags)))
         for n in names:
             if (icfg.netns, n) in seen:
@@ -137,19 +141,23 @@ def new_program(obj: ObjectSpec, d: DesiredProgram) -> chain.NewProgram:
                             settings=d.settings)
 
 
-def prepare(path: str, links: Links | None = None) -> tuple[ChainConfig, list[_Target],
-                                                           dict[str, ObjectSpec]]:
+def prepare(path: str, links: Links | None = None, shas: dict[str, str] | None = None
+            ) -> tuple[ChainConfig, list[_Target], dict[str, ObjectSpec]]:
     """The config checked, its targets resolved (``links`` receives the link dumps read
-    for that), and the objects it names parsed once."""
+    for that), and the objects it names read and parsed once (``shas`` receives the
+    hash of the bytes parsed)."""
     objects: dict[str, ObjectSpec] = {}
+    shas = {} if shas is None else shas
 
     def read_once(obj_path: str) -> ObjectSpec:      # the checks and resolve share the parse
         if obj_path not in objects:
-            objects[obj_path] = read_object(obj_path)
+            data = read_bytes(obj_path)
+            objects[obj_path] = parse_cached(data, obj_path)
+            shas[obj_path] = hashlib.sha256(data).hexdigest()
         return objects[obj_path]
 
     cfg = load_and_check(path, read_object=read_once)
-    return cfg, resolve(cfg, objects, links), objects
+    return cfg, resolve(cfg, objects, links, shas), objects
 
 
 def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = False,
@@ -213,21 +221,20 @@ class _Recorder:
             self.sys_before = None
         return links
 
-    def remember(self, cfg: ChainConfig, targets: list[_Target],
-                 plans: list[InterfacePlan]) -> None:
+    def remember(self, cfg: ChainConfig, plans: list[InterfacePlan],
+                 shas: dict[str, str]) -> None:
+        """``shas``: each object's hash, of the bytes that were parsed for the plan."""
         if self.config_sha is None or self.sys_before is None:
             return
         objs = [p.object for i in cfg.interfaces for p in i.programs]
         pins = [p.pin_maps for i in cfg.interfaces for p in i.programs if p.enabled and p.pin_maps]
         try:
             ins = self.applied.inputs(self.path, self.applied.file_sha(self.path), objs, pins,
-                                      self.exclusive)
+                                      self.exclusive, shas)
         except OSError:
             return
-        used = {d.obj_path: d.sha256 for t in targets for d in t.desired}
-        if ins["config_sha256"] != self.config_sha or any(
-                ins["objects"].get(o) != sha for o, sha in used.items()):
-            return       # a file changed while this apply ran: no record
+        if ins["config_sha256"] != self.config_sha:
+            return       # the file changed while this apply ran: no record
         self.applied.remember(self.path, ins, self.sys_before, plans)
 
 
@@ -241,14 +248,15 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
 
     rec = _Recorder(path, exclusive)
     links: Links = {}
-    cfg, targets, objects = prepare(path, links)
+    shas: dict[str, str] = {}
+    cfg, targets, objects = prepare(path, links, shas)
     rec.fingerprint(targets, links)
     plans = observe_plan(cfg, targets, exclusive=exclusive, links=links)
     errors = [f"{p.iface}: {p.error}" for p in plans if p.error]
     if errors:
         raise ConfigError(f"{cfg.source}: cannot read " + "; ".join(errors))
     if not any(p.changed for p in plans):
-        rec.remember(cfg, targets, plans)
+        rec.remember(cfg, plans, shas)
         return plans
     if dry_run:
         return plans
@@ -283,7 +291,7 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     ownership.update(owners_new, dropped)
     # The result, planned afresh, must have nothing left to change: record it for re-applies.
     links = rec.fingerprint(targets)
-    rec.remember(cfg, targets, observe_plan(cfg, targets, exclusive=exclusive, links=links))
+    rec.remember(cfg, observe_plan(cfg, targets, exclusive=exclusive, links=links), shas)
     return plans
 
 

@@ -149,17 +149,26 @@ _PARSED: dict[tuple[str, bytes], ObjectSpec] = {}
 _PARSED_MAX = 32
 
 
-def read_object(path: str) -> ObjectSpec:
-    """Read and parse an object file from disk (a content seen before is not parsed again)."""
+def read_bytes(path: str) -> bytes:
+    """An object file's bytes; ObjectFileError names the path when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
         raise ObjectFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ObjectFileError(f"{path}: is a directory, not a BPF object file") from None
     except OSError as e:
         raise ObjectFileError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def read_object(path: str) -> ObjectSpec:
+    """Read and parse an object file from disk (a content seen before is not parsed again)."""
+    return parse_cached(read_bytes(path), path)
+
+
+def parse_cached(data: bytes, path: str) -> ObjectSpec:
+    """``parse_object``, remembering the last few results by (path, bytes)."""
     key = (path, data)
     spec = _PARSED.pop(key, None)
     if spec is None:

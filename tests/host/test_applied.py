@@ -169,12 +169,12 @@ def test_no_record_when_the_system_changed_while_planning(applied_cfg, objs) -> 
     links = rec.fingerprint(targets)
     plans = declare.observe_plan(c, targets, links=links)
     dispatcher.load(b, [objs["xdp_pass"]], mode="skb")
-    rec.remember(c, targets, plans)
+    rec.remember(c, plans, {})
     assert applied.reuse(cfg) is None
     dispatcher.unload(b, all=True)
     # read again from scratch, the record is written
     links = rec.fingerprint(targets)
-    rec.remember(c, targets, declare.observe_plan(c, targets, links=links))
+    rec.remember(c, declare.observe_plan(c, targets, links=links), {})
     assert applied.reuse(cfg) is not None
 
 
