@@ -28,6 +28,7 @@ from .errors import (
     XdpDispatchError,
 )
 from .obj.actions import names_to_actions
+from .record import record
 from .state import InterfaceState
 from .syscalls import bpf
 from .syscalls.bpffs import DirLock
@@ -41,7 +42,7 @@ MAX_RETRIES = 10
 FAULT_ENV = "XDP_DISPATCH_FAULT"     # test hook: fail (or pause) at a named step
 
 
-@dataclass(frozen=True)
+@record
 class NewProgram:
     obj: ObjectSpec
     prog: ProgramSpec
@@ -69,7 +70,7 @@ class _Member:
     new_index: int = -1              # position in ``add``
 
 
-@dataclass(frozen=True)
+@record
 class ChangeResult:
     iface: str
     ifindex: int

@@ -8,9 +8,9 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from . import chain, netlink, observe, ownership, record
+from . import chain, netlink, observe, ownership
 from .config import ChainConfig, error_at, expand_names, load_and_check
 from .errors import ConfigError, XdpDispatchError
 from .obj.elf import parse_cached, read_bytes, read_object
@@ -27,6 +27,7 @@ from .plan import (
     plan_interface,
     settings_json,
 )
+from .record import replace
 
 
 @dataclass
@@ -181,7 +182,7 @@ def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = 
         except XdpDispatchError as e:
             plans.append(InterfacePlan(t.iface, t.netns, t.mode, error=e.message))
             continue
-        plans.append(record.replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
+        plans.append(replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
                                             exclusive, source=os.path.abspath(cfg.source)),
                              dispatch=t.dispatch))
     return plans

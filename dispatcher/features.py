@@ -10,15 +10,15 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .errors import KernelError, XdpDispatchError
+from .record import record
 from .syscalls import bpf
 
 _CONCLUSIVE_NO = {errno.EPERM, errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524, errno.EACCES}
 
 
-@dataclass(frozen=True)
+@record
 class Probe:
     name: str
     supported: bool

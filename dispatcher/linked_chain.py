@@ -16,11 +16,11 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import chain_desc, netlink, observe
 from .errors import ConflictError, ForeignStateError, NetlinkOpError, UsageError
+from .record import replace
 from .syscalls.bpffs import DirLock
 
 if TYPE_CHECKING:

@@ -117,8 +117,13 @@ else:
         return new
 
     def replace(obj, /, **changes):
-        """A copy of a record with some fields changed (as ``dataclasses.replace``)."""
+        """A copy of a record (or a dataclass) with some fields changed, as
+        ``dataclasses.replace``."""
         cls = type(obj)
+        if not hasattr(cls, "__record_fields__"):
+            import dataclasses
+
+            return dataclasses.replace(obj, **changes)
         for n in cls.__record_fields__:
             if n not in changes:
                 changes[n] = getattr(obj, n)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
 
 from dispatcher.errors import ObjectFileError
+
+from ..record import record, replace
 
 __all__ = [
     "BTF_MAGIC",
@@ -120,7 +122,7 @@ _VAR_LINKAGE_STR = {VAR_STATIC: "static", VAR_GLOBAL_ALLOCATED: "global",
 _EXTERN_DATASECS = frozenset({".kconfig", ".ksyms"})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BtfMember:
     """STRUCT/UNION member. ``offset`` is the raw word: bits, or (kflag) size<<24 | bits."""
 
@@ -130,7 +132,7 @@ class BtfMember:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BtfParam:
     """FUNC_PROTO parameter; a last parameter with type 0 marks varargs."""
 
@@ -139,7 +141,7 @@ class BtfParam:
     type_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BtfEnumValue:
     """ENUM/ENUM64 enumerator; ``value`` is signed if the enum's kflag is set."""
 
@@ -148,7 +150,7 @@ class BtfEnumValue:
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BtfVarSecinfo:
     """DATASEC entry: a VAR (or extern FUNC in ``.ksyms``) at ``offset`` of ``size`` bytes."""
 
@@ -157,14 +159,14 @@ class BtfVarSecinfo:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BtfArray:
     elem_type: int
     index_type: int
     nelems: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BtfType:
     """One BTF type record.
 
@@ -449,7 +451,7 @@ def _shift_type(t: BtfType, id_base: int, str_base: int) -> BtfType:
     )
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False)  # keep: cached_property
 class Btf:
     """Decoded BTF blob: ``types[0]`` is void, ``types[i]`` is type id ``i``."""
 

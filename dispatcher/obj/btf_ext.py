@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeVar
 
+from ..record import record
 from .btf import BTF_MAGIC, Btf, BtfFormatError
 
 __all__ = [
@@ -60,13 +60,13 @@ class CoreReloKind(IntEnum):
     TYPE_MATCHES = 12
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FuncInfoRec:
     insn_off: int
     type_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LineInfoRec:
     insn_off: int
     file_name_off: int
@@ -82,7 +82,7 @@ class LineInfoRec:
         return self.line_col & 0x3FF
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CoreReloRec:
     insn_off: int
     type_id: int
@@ -129,7 +129,7 @@ def _parse_subsection(data: bytes, start: int, length: int, what: str, min_rec: 
     return {k: tuple(v) for k, v in out.items()}, rec_size
 
 
-@dataclass(frozen=True)
+@record
 class BtfExt:
     """Decoded ``.BTF.ext``: records per ELF section name, ``insn_off`` in bytes."""
 

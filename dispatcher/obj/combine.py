@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from ..chain_desc import DESC_MAP_NAME, MODE, parse_description
+from ..record import record
 
 __all__ = ["DESC_MAP_NAME", "MODE", "PROGRAM_NAME", "CombinedProgram", "ComponentCheck",
            "LinkComponent", "LinkError", "Slot", "check_components", "combine",
@@ -76,7 +76,7 @@ class LinkError(ObjectFileError):
     """A component cannot be part of a linked chain (names the component)."""
 
 
-@dataclass(frozen=True)
+@record
 class LinkComponent:
     """One chain member as given to the combiner."""
 
@@ -112,7 +112,7 @@ def sort_components(comps: Sequence[LinkComponent]) -> list[LinkComponent]:
     return sorted(comps, key=lambda c: c.sort_key())
 
 
-@dataclass(frozen=True)
+@record
 class ComponentCheck:
     """What the up-front checks measured for one component."""
 
@@ -316,14 +316,14 @@ def main_btf(comps: Sequence[LinkComponent]) -> tuple[Btf, int, dict[str, int]]:
 
 # ------------------------------------------------------------------ combining
 
-@dataclass(frozen=True)
+@record
 class Slot:
     label: str
     start: int          # instruction index of the entry
     end: int            # one past the component's last instruction
 
 
-@dataclass(frozen=True)
+@record
 class CombinedProgram:
     name: str
     insns: bytes
@@ -335,7 +335,7 @@ class CombinedProgram:
     license: str
     prog_flags: int
     slots: tuple[Slot, ...]
-    checks: tuple[ComponentCheck, ...] = field(default=())
+    checks: tuple[ComponentCheck, ...] = ()
 
     @property
     def insn_count(self) -> int:

@@ -10,10 +10,10 @@ import io
 import os
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ObjectFileError
+from ..record import record
 from .btf import Btf, BtfFormatError, BtfKind, BtfType
 from .btf_ext import BtfExt
 from .metadata import dispatcher_version, parse_run_config, uint_member
@@ -92,7 +92,7 @@ def classify_section(name: str) -> tuple[int, int, int, str] | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Section:
     index: int
     name: str
@@ -103,7 +103,7 @@ class _Section:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Symbol:
     name: str
     value: int

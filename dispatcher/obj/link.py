@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from ..errors import ObjectFileError
+from ..record import record
 from .btf_ext import CoreReloRec, LineInfoRec
 from .insn import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE
 from .spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind, RelocSpec
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LinkedProgram:
     """Final instructions plus kernel-ready BTF.ext arrays (insn offsets in instructions,
     CO-RE offsets in bytes)."""

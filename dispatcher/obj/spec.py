@@ -6,10 +6,10 @@ kernel objects happens in ``dispatcher.loader``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from ..record import record
 from .actions import XDP_ACTIONS as XDP_ACTIONS
 from .actions import actions_to_names as actions_to_names
 from .actions import names_to_actions as names_to_actions
@@ -51,7 +51,7 @@ class RelocKind(Enum):
     EXTERN = "extern"      # reference to an undefined symbol (kfunc, ksym, kconfig)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RelocSpec:
     """One relocation, attached to the function that contains it.
 
@@ -70,7 +70,7 @@ class RelocSpec:
     target_insn: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FunctionSpec:
     """A function's code inside its ELF section."""
 
@@ -86,7 +86,7 @@ class FunctionSpec:
         return len(self.insns) // 8
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RunConfig:
     """libxdp run-config metadata (defaults applied first, like libxdp)."""
 
@@ -99,7 +99,7 @@ class RunConfig:
         return actions_to_names(self.chain_call_actions)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProgramSpec:
     """An entry program: one STT_FUNC symbol in an executable section other than .text."""
 
@@ -109,7 +109,7 @@ class ProgramSpec:
     expected_attach_type: int
     prog_flags: int
     function: FunctionSpec
-    run_config: RunConfig = field(default_factory=RunConfig)
+    run_config: RunConfig = RunConfig()
     attach_func: str = ""          # freplace/NAME target
 
     @property
@@ -125,7 +125,7 @@ class ProgramSpec:
         return f"type{self.prog_type}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MapSpec:
     """A map the object declares: BTF-defined (``.maps``), legacy (``maps``) or global data."""
 
@@ -153,7 +153,7 @@ class MapSpec:
         return MAP_TYPE_NAMES.get(self.map_type, str(self.map_type))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ObjectSpec:
     """Everything parsed from one object file."""
 

@@ -17,8 +17,8 @@ Anything else (pointers, structs, floats, nested arrays) is refused with the typ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 
+from ..record import record, replace
 from .btf import Btf, BtfKind, BtfType
 from .spec import ObjectSpec
 
@@ -39,7 +39,7 @@ class OverrideError(ValueError):
         self.index = index
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Variable:
     name: str
     section: str         # ELF section = internal map name (.rodata, .data, .bss, .rodata.x)

@@ -247,7 +247,7 @@ def test_real_packets_over_veth(bpffs_dir: str, netns_veth: nettools.VethNs) -> 
 def test_chain_without_btf_loads_and_matches(bpffs_dir: str) -> None:
     """A component without BTF: the chain is linked without program BTF ("none") and still
     behaves exactly like its components run by hand."""
-    from dataclasses import replace
+    from dispatcher.record import replace
 
     rows = TABLE["examples-3"]
     comps = [link_comp(*r) for r in rows]

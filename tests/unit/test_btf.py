@@ -15,7 +15,6 @@ import shutil
 import struct
 import subprocess
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,6 +46,7 @@ from dispatcher.obj.btf_ext import (
     encode_func_info,
     encode_line_info,
 )
+from dispatcher.record import replace
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_OBJS = sorted(Path("/usr/lib/x86_64-linux-gnu/bpf").glob("*.o"))

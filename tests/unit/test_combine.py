@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import replace
 
 import pytest
 
@@ -29,6 +28,7 @@ from dispatcher.obj.spec import (
     RelocKind,
     RelocSpec,
 )
+from dispatcher.record import replace
 from tests.objects import DEBIAN_BPF_DIR, example
 
 PASS, DROP, TX = 1 << 2, 1 << 1, 1 << 3

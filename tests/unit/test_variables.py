@@ -104,9 +104,8 @@ def test_with_overrides_touches_only_named_sections() -> None:
 
 
 def test_const_without_volatile_is_refused() -> None:
-    from dataclasses import replace
-
     from dispatcher.obj.btf import BtfKind
+    from dispatcher.record import replace
 
     btf = GLOBALS.btf
     assert btf is not None
