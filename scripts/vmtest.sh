@@ -103,6 +103,15 @@ for image in "${kernels[@]}"; do
     (cd "$REPO" && PATH="$VENV/bin:$PATH" "${cmd[@]}" </dev/null) 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     secs=$(( $(date +%s) - start ))
+    # A VM that failed within seconds without printing anything never booted (seen once
+    # here: vng exit 255 after 4 s, empty output): boot it once more before judging.
+    if [ "$rc" -ne 0 ] && [ "$secs" -lt 30 ] && [ ! -s "$log" ]; then
+        echo "=== VM $release: exit status $rc after ${secs}s with no output; booting again"
+        start=$(date +%s)
+        (cd "$REPO" && PATH="$VENV/bin:$PATH" "${cmd[@]}" </dev/null) 2>&1 | tee "$log"
+        rc=${PIPESTATUS[0]}
+        secs=$(( $(date +%s) - start ))
+    fi
 
     verdict=PASS
     why=""
