@@ -31,7 +31,7 @@ from .obj.actions import names_to_actions
 from .record import record
 from .state import InterfaceState
 from .syscalls import bpf
-from .syscalls.bpffs import DirLock
+from .syscalls.bpffs import DirLock, remove_created
 from .syscalls.fd import OwnedFd
 
 if TYPE_CHECKING:  # the object layer is imported when a chain is built, not to empty one
@@ -194,11 +194,7 @@ class PendingChange:
             if self.new_pin_dir:
                 with DirLock(state_dir(self.root)):
                     remove_pin_dir(self.new_pin_dir)
-            for path in self.new_map_pins:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+            remove_created(self.new_map_pins)
         finally:
             self._held.close()
 
@@ -432,11 +428,7 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
 
         def cleanup_map_pins() -> None:
             if not committed:
-                for p in new_map_pins:
-                    try:
-                        os.unlink(p)
-                    except OSError:
-                        pass
+                remove_created(new_map_pins)
         stack.callback(cleanup_map_pins)
 
         slots: list[tuple[int, OwnedFd, str]] = []
@@ -553,7 +545,7 @@ def _plain_attach(iface: str, ifindex: int, mode: str, m: _Member, old_fd: Owned
             lo.unpin_new()
             raise
         pid = p.info().id
-        pins = list(lo.new_pins.values())
+        pins = lo.created()
     if notice:
         notice(f"the running kernel refuses freplace ({fr.detail}); attached {m.name} directly, "
                "without a dispatcher (like libxdp)")

@@ -131,7 +131,7 @@ def load_component(obj: ObjectSpec, prog: ProgramSpec, disp: LoadedDispatcher, s
         log_level=1 if verifier_log is not None else 0, prog_type=PROG_TYPE_EXT,
         prog_flags=prog.prog_flags & ~(protocol.BPF_F_XDP_HAS_FRAGS | protocol.BPF_F_XDP_DEV_BOUND_ONLY),
         attach_prog_fd=disp.fd, attach_btf_id=btf_id)
-    new_pins = list(lo.new_pins.values())
+    new_pins = lo.created()
     lo.close()  # the program holds its maps; pinned maps stay pinned
     return p, new_pins
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -24,6 +23,7 @@ from .obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
 from .obj.link import referenced_maps
 from .obj.spec import ATTACH_XDP, PROG_TYPE_XDP, MapSpec
 from .syscalls import bpf
+from .syscalls.bpffs import remove_created
 from .syscalls.fd import OwnedFd
 
 BPF_F_RDONLY_PROG = 0x80
@@ -53,11 +53,7 @@ class BuiltChain:
     carried: dict[str, list[str]] = field(default_factory=dict)   # label -> maps kept by id
 
     def unpin_new(self) -> None:
-        for p in self.new_pins:
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
+        remove_created(self.new_pins)
 
     def close(self) -> None:
         self.prog.close()
@@ -193,7 +189,7 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
                 keep: list[str] = []
                 lo = _open_component(c, pin_root, old, keep)
                 stack.callback(lo.close)
-                new_pins.extend(lo.new_pins.values())
+                new_pins.extend(lo.created())
                 los.append(lo)
                 if keep:
                     carried[c.label] = keep
@@ -205,11 +201,7 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
                                    desc.fd)
             prog = _load(comb, verifier_log)
         except BaseException:
-            for p in new_pins:
-                try:
-                    os.unlink(p)
-                except OSError:
-                    pass
+            remove_created(new_pins)
             raise
     return BuiltChain(prog, comb, doc, tuple(comps), new_pins, carried)
 

@@ -18,6 +18,7 @@ from .obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
 from .obj.link import LinkedProgram, link_program, referenced_maps
 from .obj.spec import PROG_TYPE_EXT, MapSpec, ObjectSpec, ProgramSpec
 from .syscalls import bpf
+from .syscalls.bpffs import remove_created
 from .syscalls.fd import OwnedFd
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
@@ -52,18 +53,19 @@ class LoadedObject:
     maps: dict[str, OwnedFd]
     reused_pins: dict[str, str] = field(default_factory=dict)   # map name -> pin path reused
     new_pins: dict[str, str] = field(default_factory=dict)      # map name -> pin path we created
+    new_dirs: list[str] = field(default_factory=list)          # pin directories we created
     _stack: ExitStack = field(default_factory=ExitStack)
 
     def map_fd(self, name: str) -> int:
         return self.maps[name].fd
 
+    def created(self) -> list[str]:
+        """What this load created on bpffs: map pins, then the directories made for them."""
+        return [*self.new_pins.values(), *self.new_dirs]
+
     def unpin_new(self) -> None:
-        """Remove the map pins this load created (rollback)."""
-        for path in self.new_pins.values():
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        """Remove the map pins (and their new directories) this load created (rollback)."""
+        remove_created(self.created())
 
     def close(self) -> None:
         self._stack.close()
@@ -170,6 +172,17 @@ def compatibility_diffs(m: MapSpec, info: bpf.MapInfo) -> list[str]:
     return diffs
 
 
+def _make_dirs(path: str, created: list[str]) -> None:
+    """``os.makedirs(path)``, adding each directory it creates to ``created``."""
+    missing = []
+    p = os.path.abspath(path)
+    while not os.path.isdir(p) and os.path.dirname(p) != p:
+        missing.append(p)
+        p = os.path.dirname(p)
+    os.makedirs(path, exist_ok=True)
+    created.extend(missing)        # deepest first
+
+
 def _create_or_reuse(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None, pin_root: str,
                      lo: LoadedObject, data: bytes | None) -> OwnedFd:
     if m.pinning:
@@ -198,7 +211,7 @@ def _create_or_reuse(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None, pin_r
                 bpf.map_freeze(fd.fd)
         if m.pinning:
             path = os.path.join(pin_root, m.name)
-            os.makedirs(pin_root, exist_ok=True)
+            _make_dirs(pin_root, lo.new_dirs)
             bpf.obj_pin(fd.fd, path)
             lo.new_pins[m.name] = path
     except BaseException:

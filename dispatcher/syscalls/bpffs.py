@@ -11,14 +11,14 @@ import errno
 import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from dispatcher.errors import ConflictError, KernelError, PrivilegeError
 from dispatcher.syscalls.fd import OwnedFd
 
 __all__ = ["BPF_FS_MAGIC", "DEFAULT_BPFFS", "DirLock", "bpffs_root", "ensure_bpffs",
-           "is_bpffs"]
+           "is_bpffs", "remove_created"]
 
 BPF_FS_MAGIC = 0xCAFE4A11  # linux/magic.h (the team brief said 0xCAFE4711: wrong)
 DEFAULT_BPFFS = "/sys/fs/bpf"
@@ -37,6 +37,24 @@ _mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_u
 # struct statfs is at most 120 bytes on 64-bit Linux; f_type is its first field,
 # a C long (``__fsword_t``) on every Linux ABI.
 _STATFS_BUF = 256
+
+
+def remove_created(paths: Iterable[str]) -> None:
+    """Undo what a failed change created on bpffs: unlink the pins, then remove the
+    directories (deepest first) if they are empty. Best effort: what is gone is gone."""
+    dirs = []
+    for path in paths:
+        try:
+            os.unlink(path)
+        except IsADirectoryError:
+            dirs.append(path)
+        except OSError:
+            pass
+    for d in sorted(dirs, key=lambda p: p.rstrip("/").count("/"), reverse=True):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def bpffs_root() -> str:

@@ -194,6 +194,27 @@ def test_first_interface_fails_nothing_to_restore(two, tmp_path: Path,  # type: 
     assert snapshot(two, private) == before
 
 
+@pytest.mark.parametrize("existing", ["", "mine"])
+def test_failed_apply_removes_the_pin_directories_it_made(two, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                          private: str, existing: str) -> None:
+    """``pin_maps`` directories created by an apply that then fails go with it; a directory
+    that was there before stays (``existing``: made by the user beforehand)."""
+    a, b = two
+    if existing:
+        os.mkdir(os.path.join(private, existing))
+    pin = os.path.join(private, existing or "maps", "counter")
+    before = snapshot(two, private)
+    cfg = write_cfg(tmp_path / "c.yaml", {
+        a: [{"name": "count", "object": "xdp_counter.o", "pin_maps": pin}],
+        b: [{"name": "reject", "object": "xdp_reject.o"}]})
+    cp = run_cli("apply", cfg)
+    assert cp.returncode == 1
+    one_error(cp, f"apply failed on {b}: ", "program xdp_reject")
+    assert snapshot(two, private) == before          # the bpffs tree exactly as it was
+    assert os.path.isdir(os.path.join(private, existing)) if existing else \
+        not os.path.exists(os.path.join(private, "maps"))
+
+
 # --- (b) an interface named in the file is missing -----------------------------------------
 
 def test_missing_interface_is_a_config_error(two, tmp_path: Path,  # type: ignore[no-untyped-def]
