@@ -70,12 +70,6 @@ def _code_stamp() -> str:
     return _STAMP[0]
 
 
-def _on_bpffs(path: str) -> bool:
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    return bpffs.is_bpffs(path)
-
-
 def inputs(config: str, config_sha: str, objects: list[str], pin_maps: list[str],
            exclusive: bool, known: dict[str, str] | None = None) -> dict[str, Any]:
     """The inputs part of a record; ``known`` gives objects' hashes already computed from
@@ -83,7 +77,7 @@ def inputs(config: str, config_sha: str, objects: list[str], pin_maps: list[str]
     known = known or {}
     return {"config": os.path.abspath(config), "config_sha256": config_sha,
             "objects": {p: known.get(p) or file_sha(p) for p in sorted(set(objects))},
-            "pin_maps": {p: _on_bpffs(p) for p in sorted(set(pin_maps))},
+            "pin_maps": {p: bpffs.lands_on_bpffs(p) for p in sorted(set(pin_maps))},
             "exclusive": exclusive, "root": bpffs.bpffs_root(), "code": _code_stamp()}
 
 

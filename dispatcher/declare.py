@@ -28,6 +28,7 @@ from .plan import (
     settings_json,
 )
 from .record import replace
+from .syscalls import bpffs
 
 
 @dataclass
@@ -67,7 +68,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
         for j, p in enumerate(icfg.programs):
             if not p.enabled:
                 continue
-            if p.pin_maps and not _on_bpffs(p.pin_maps):
+            if p.pin_maps and not bpffs.lands_on_bpffs(p.pin_maps):
                 problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
                                          f"{p.pin_maps} is not on a BPF filesystem (bpffs)"))
             obj = objects.get(p.object) or objects.setdefault(p.object, read_object(p.object))
@@ -114,15 +115,6 @@ def _missing_interfaces(cfg: ChainConfig, k: int, present: list[str]) -> list[st
     return out
 
 
-def _on_bpffs(path: str) -> bool:
-    """Whether ``path`` (or its nearest existing parent, where it will be created) is on bpffs."""
-    from .syscalls import bpffs
-
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    return bpffs.is_bpffs(path)
-
-
 def new_program(obj: ObjectSpec, d: DesiredProgram) -> chain.NewProgram:
     """The component to load for ``d``, with its load-time overrides: ``globals`` written
     into the global-data maps' initial values (before ``.rodata`` is frozen), every map but
@@ -165,8 +157,6 @@ def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = 
                  links: Links | None = None) -> list[InterfacePlan]:
     """Observe each target interface and plan its difference from the config. With
     ``links`` (dumps of the targets' namespaces) their XDP state is taken from there."""
-    from .syscalls import bpffs
-
     owners = ownership.read()
     root = bpffs.bpffs_root()
     plans = []
@@ -245,8 +235,6 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     When nothing is left to change, records that (``applied.py``) so that the next apply
     of the unchanged file against the unchanged system can say so without re-planning."""
     from .privileges import require_root
-    from .syscalls import bpffs
-
     rec = _Recorder(path, exclusive)
     links: Links = {}
     shas: dict[str, str] = {}

@@ -18,7 +18,7 @@ from dispatcher.errors import ConflictError, KernelError, PrivilegeError
 from dispatcher.syscalls.fd import OwnedFd
 
 __all__ = ["BPF_FS_MAGIC", "DEFAULT_BPFFS", "DirLock", "bpffs_root", "ensure_bpffs",
-           "is_bpffs", "remove_created"]
+           "is_bpffs", "lands_on_bpffs", "remove_created"]
 
 BPF_FS_MAGIC = 0xCAFE4A11  # linux/magic.h (the team brief said 0xCAFE4711: wrong)
 DEFAULT_BPFFS = "/sys/fs/bpf"
@@ -37,6 +37,14 @@ _mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_u
 # struct statfs is at most 120 bytes on 64-bit Linux; f_type is its first field,
 # a C long (``__fsword_t``) on every Linux ABI.
 _STATFS_BUF = 256
+
+
+def lands_on_bpffs(path: str) -> bool:
+    """Whether ``path``, or its nearest existing parent (where it would be created), is on
+    a mounted BPF filesystem."""
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return is_bpffs(path)
 
 
 def remove_created(paths: Iterable[str]) -> None:
