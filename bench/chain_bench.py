@@ -33,9 +33,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench.launcher import launcher  # noqa: E402
-from dispatcher import api, netlink  # noqa: E402
-from dispatcher.syscalls import bpf  # noqa: E402
-from dispatcher.syscalls.fd import OwnedFd  # noqa: E402
+from dispatcher import api  # noqa: E402
+from dispatcher.kernel import bpf, netlink  # noqa: E402
+from dispatcher.kernel.fd import OwnedFd  # noqa: E402
 
 PASS = os.path.join(REPO, "bpf/examples/xdp_pass.o")
 IF_A, IF_B = "xdpbench0", "xdpbench1"

@@ -20,7 +20,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from dispatcher import loader  # noqa: E402
+from dispatcher.kernel import loader  # noqa: E402
 from dispatcher.obj.elf import read_object  # noqa: E402
 from dispatcher.obj.spec import PROG_TYPE_XDP  # noqa: E402
 from tests.objects import all_objects  # noqa: E402

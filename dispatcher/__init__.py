@@ -18,6 +18,6 @@ __all__ = sorted(_API | {"__version__"})
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        from . import api
+        from dispatcher import api
         return getattr(api, name)
     raise AttributeError(f"module 'dispatcher' has no attribute {name!r}")

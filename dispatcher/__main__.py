@@ -1,3 +1,3 @@
-from .cli import entry
+from dispatcher.cli import entry
 
 entry()

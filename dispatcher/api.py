@@ -12,18 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .errors import ObjectFileError, UsageError
-from .netlink import MODES as _ALL_MODES
-from .privileges import require_root
-from .record import record
+from dispatcher.errors import ObjectFileError, UsageError
+from dispatcher.kernel.netlink import MODES as _ALL_MODES
+from dispatcher.kernel.privileges import require_root
+from dispatcher.record import record
 
 if TYPE_CHECKING:
-    from .chain import ChangeResult
-    from .config import ChainConfig
-    from .drift import InterfaceDrift
-    from .obj.spec import ObjectSpec, ProgramSpec
-    from .plan import InterfacePlan
-    from .state import InterfaceState
+    from dispatcher.chain.router import ChangeResult
+    from dispatcher.chain.state import InterfaceState
+    from dispatcher.config.drift import InterfaceDrift
+    from dispatcher.config.model import ChainConfig
+    from dispatcher.config.plan import InterfacePlan
+    from dispatcher.obj.spec import ObjectSpec, ProgramSpec
 
 # Modules that parse objects or change chains are imported by the functions that use
 # them: `status` must not pay for the ELF reader, the linker or the loader.
@@ -44,7 +44,7 @@ class LoadResult:
 
 def read_object(path: str) -> ObjectSpec:
     """Read and parse a BPF ELF object file (``dispatcher.obj.elf.read_object``)."""
-    from .obj.elf import read_object as read
+    from dispatcher.obj.elf import read_object as read
 
     return read(path)
 
@@ -60,7 +60,7 @@ def select_program(obj: ObjectSpec, *, section: str | None = None,
 
 
 def _root(notice: Callable[[str], None] | None) -> str:
-    from .syscalls import bpffs
+    from dispatcher.kernel import bpffs
 
     root = bpffs.bpffs_root()
     if root == bpffs.DEFAULT_BPFFS:
@@ -71,7 +71,7 @@ def _root(notice: Callable[[str], None] | None) -> str:
 
 
 def parse_actions(spec: str | Sequence[str]) -> int:
-    from .obj.actions import names_to_actions
+    from dispatcher.obj.actions import names_to_actions
 
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     try:
@@ -88,7 +88,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
     """Add programs to ``iface``'s chain (one atomic swap). CLI values override run config.
     ``dispatch``: ``auto`` (freplace where the kernel allows it, else a linked chain),
     ``freplace`` or ``linked``."""
-    from . import chain
+    from dispatcher.chain import router
 
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
@@ -104,9 +104,9 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
             raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")
         prio = priority if priority is not None else prog.run_config.priority
         acts = parse_actions(actions) if actions is not None else prog.run_config.chain_call_actions
-        new.append(chain.NewProgram(obj, prog, prio, acts))
+        new.append(router.NewProgram(obj, prog, prio, acts))
     root = _root(notice)
-    return chain.change(iface, mode=mode, add=new, netns=netns, root=root, force=force,
+    return router.change(iface, mode=mode, add=new, netns=netns, root=root, force=force,
                         notice=notice, verifier_log=verifier_log, dispatch=dispatch)
 
 
@@ -115,8 +115,8 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
                verifier_log: list[str] | None = None,
                notice: Callable[[str], None] | None = None) -> LoadResult:
     """Load one XDP program and attach it directly, without a dispatcher."""
-    from . import loader, netlink
-    from .errors import ForeignStateError
+    from dispatcher.errors import ForeignStateError
+    from dispatcher.kernel import loader, netlink
 
     obj = read_object(path)
     prog = select_program(obj, section=section, prog_name=prog_name)
@@ -149,7 +149,8 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
            names: Sequence[str] = ()) -> ChangeResult | None:
     """Remove programs by id (or everything) from ``iface``'s chain, in one swap.
     ``names``: components of a linked chain, by name (they have no program id)."""
-    from . import chain, netlink
+    from dispatcher.chain import router
+    from dispatcher.kernel import netlink
 
     if not all and not ids and not names:
         raise UsageError("say what to unload: --all, -i ID or -n NAME")
@@ -169,18 +170,18 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
             raise UsageError(f"{iface}: no XDP program is attached")
         return None
     if names:
-        return chain.change(iface, mode=mode or cur_mode, remove_ids=ids_set, remove_all=all,
+        return router.change(iface, mode=mode or cur_mode, remove_ids=ids_set, remove_all=all,
                             netns=netns, root=root, remove_names=set(names))
     if ids_set and xs.prog_id in ids_set and not all:
         # a plain (legacy) program, removed by its own id
         all = True
-    return chain.change(iface, mode=mode or cur_mode, remove_ids=ids_set, remove_all=all,
+    return router.change(iface, mode=mode or cur_mode, remove_ids=ids_set, remove_all=all,
                         netns=netns, root=root)
 
 
 def unload_all(iface: str, *, netns: str | None = None) -> list[int]:
     """Detach everything from ``iface``; returns the ids that were attached."""
-    from . import netlink
+    from dispatcher.kernel import netlink
 
     xs = netlink.read_xdp_by_name(iface, netns=netns)
     before = [i for i in (xs.hw_prog_id, xs.drv_prog_id, xs.skb_prog_id) if i]
@@ -190,8 +191,8 @@ def unload_all(iface: str, *, netns: str | None = None) -> list[int]:
 
 def status(iface: str | None = None, *, netns: str | None = None) -> list[InterfaceState]:
     """Observed state of every interface (or one): a list of ``InterfaceState``."""
-    from . import observe
-    from .syscalls import bpffs
+    from dispatcher.chain import observe
+    from dispatcher.kernel import bpffs
 
     root = bpffs.bpffs_root()
     return observe.status(iface, netns=netns, root=root if bpffs.is_bpffs(root) else None)
@@ -217,7 +218,7 @@ class StatusReport:
         return any(s.error for s in self.interfaces) or any(d.error for d in self.drift or [])
 
     def to_json(self) -> dict[str, object]:
-        from .render import status_json
+        from dispatcher.render import status_json
 
         out: dict[str, object] = {"interfaces": status_json(self.interfaces, self.managed)}
         if self.drift is not None:
@@ -229,7 +230,7 @@ class StatusReport:
 def managed_by() -> dict[int, str]:
     """Program id -> who manages it (config file, or "xdp-dispatch"), from the ownership
     records; programs not listed are not ours (e.g. loaded by xdp-loader)."""
-    from .ownership import managed_labels
+    from dispatcher.config.ownership import managed_labels
 
     return managed_labels()
 
@@ -245,7 +246,7 @@ def status_report(iface: str | None = None, *, netns: str | None = None,
 def check_config(config: str) -> ChainConfig:
     """Validate a config file (syntax, schema, objects, globals); ConfigError lists every
     problem as FILE:LINE:COL lines."""
-    from .config import load_and_check
+    from dispatcher.config.model import load_and_check
 
     return load_and_check(config)
 
@@ -254,12 +255,12 @@ def plan_config(config: str, *, exclusive: bool = False) -> list[InterfacePlan]:
     """What ``apply`` would change on each interface (``InterfacePlan.changed``). An
     unchanged file on an unchanged system since its last apply is answered from that
     apply's record (see ``applied.py``) without parsing anything."""
-    from . import applied
+    from dispatcher.config import applied
 
     plans = applied.reuse(config, exclusive=exclusive)
     if plans is not None:
         return plans
-    from .declare import make_plan
+    from dispatcher.config.apply import make_plan
 
     return make_plan(config, exclusive=exclusive)[1]
 
@@ -269,34 +270,34 @@ def apply_config(config: str, *, exclusive: bool = False, dry_run: bool = False,
     """Make the interfaces match ``config`` (all or nothing); returns the plans carried out.
     Re-applying an unchanged file on an unchanged system is answered from the last
     apply's record (see ``applied.py``): nothing to change, nothing parsed."""
-    from . import applied
+    from dispatcher.config import applied
 
     plans = applied.reuse(config, exclusive=exclusive)
     if plans is not None:
         return plans
-    from . import declare
+    from dispatcher.config import apply
 
-    return declare.apply(config, exclusive=exclusive, dry_run=dry_run, notice=notice)
+    return apply.apply(config, exclusive=exclusive, dry_run=dry_run, notice=notice)
 
 
 def config_drift(config: str, iface: str | None = None) -> list[InterfaceDrift]:
     """What differs between ``config`` and the kernel, per interface (or only ``iface``)."""
-    from .drift import drift as drift_of
+    from dispatcher.config.drift import drift as drift_of
 
     return drift_of(plan_config(config), iface)
 
 
 def clean(iface: str | None = None, *, netns: str | None = None) -> list[str]:
     """Remove pin directories of dispatchers that are no longer attached."""
-    from . import chain
+    from dispatcher.chain import router
 
     require_root("cleaning pins")
-    return chain.clean(_root(None), iface, netns=netns)
+    return router.clean(_root(None), iface, netns=netns)
 
 
 def probe_features(iface: str | None = None, *, netns: str | None = None) -> dict[str, object]:
-    from . import features as feat
-    from .syscalls import bpffs
+    from dispatcher.kernel import bpffs
+    from dispatcher.kernel import probes as feat
 
     require_root("probing kernel features")
     probes = feat.all_probes(bpffs.bpffs_root())

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
-from .errors import UsageError, XdpDispatchError
+from dispatcher.errors import UsageError, XdpDispatchError
 
 PROG = "xdp-dispatch"
 
@@ -151,8 +151,8 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .obj.elf import read_object
-    from .render import disasm_text, inspect_dict, inspect_text
+    from dispatcher.obj.elf import read_object
+    from dispatcher.render import disasm_text, inspect_dict, inspect_text
 
     obj = read_object(args.object)
     if args.json:
@@ -178,7 +178,7 @@ def _write_log(args: argparse.Namespace, log: list[str]) -> None:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    from . import api
+    from dispatcher import api
 
     log: list[str] = []
     want_log = bool(args.verbose or args.verifier_log)
@@ -207,7 +207,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def _cmd_unload(args: argparse.Namespace) -> int:
-    from . import api
+    from dispatcher import api
 
     if not args.all and not args.ids and not args.names:
         raise UsageError("say what to unload: --all, -i ID or -n NAME")
@@ -227,8 +227,8 @@ def _cmd_unload(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     """Exit 0 (ok / no drift), 2 (drift, with --config, as `plan`), 1 (an interface
     could not be read)."""
-    from . import api
-    from .render import drift_text, status_text
+    from dispatcher import api
+    from dispatcher.render import drift_text, status_text
 
     rep = api.status_report(args.iface, netns=args.netns, config=args.config)
     if args.json:
@@ -243,7 +243,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
-    from . import api
+    from dispatcher import api
 
     removed = api.clean(args.iface, netns=args.netns)
     for path in removed:
@@ -254,7 +254,7 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from . import api
+    from dispatcher import api
 
     res = api.probe_features(args.iface, netns=args.netns)
     if args.json:
@@ -270,8 +270,8 @@ def _cmd_features(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .api import plan_config
-    from .plan import plan_text
+    from dispatcher.api import plan_config
+    from dispatcher.config.plan import plan_text
 
     plans = plan_config(args.config, exclusive=args.exclusive)
     if args.json:
@@ -284,8 +284,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from .api import apply_config
-    from .plan import plan_text
+    from dispatcher.api import apply_config
+    from dispatcher.config.plan import plan_text
 
     plans = apply_config(args.config, exclusive=args.exclusive, dry_run=args.dry_run, notice=_notice)
     sys.stdout.write(plan_text(plans))
@@ -299,14 +299,14 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from .config import json_schema
+    from dispatcher.config.model import json_schema
 
     print(json.dumps(json_schema(), indent=2))
     return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .config import load_and_check
+    from dispatcher.config.model import load_and_check
 
     cfg = load_and_check(args.config)
     n = sum(len(i.programs) for i in cfg.interfaces)

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # `status` renders without the object layer; disasm imports it itself
-    from .obj.btf import Btf
-    from .obj.link import LinkedProgram
-    from .obj.spec import ObjectSpec, ProgramSpec
+    from dispatcher.obj.btf import Btf
+    from dispatcher.obj.link import LinkedProgram
+    from dispatcher.obj.spec import ObjectSpec, ProgramSpec
 
 
 def inspect_dict(obj: ObjectSpec) -> dict[str, Any]:
@@ -119,8 +119,8 @@ def disasm_text(obj: ObjectSpec, prog: ProgramSpec) -> str:
 
     Map references are shown unresolved (fd 0): this is the object, not a loaded program.
     """
-    from .obj.insn import decode, disasm
-    from .obj.link import link_program
+    from dispatcher.obj.insn import decode, disasm
+    from dispatcher.obj.link import link_program
 
     linked = link_program(obj, prog, {m.name: 0 for m in obj.maps})
     src = _source_lines(obj.btf, linked)

@@ -18,9 +18,9 @@ def _freplace_refused() -> str | None:
     if os.geteuid() != 0:
         return "needs root"
     try:
-        from dispatcher import features
+        from dispatcher.kernel import probes
 
-        p = features.freplace()
+        p = probes.freplace()
     except Exception as e:  # inconclusive probe
         return f"freplace probe inconclusive: {e}"
     if p.supported:

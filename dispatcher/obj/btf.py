@@ -16,8 +16,7 @@ from enum import IntEnum
 from functools import cached_property
 
 from dispatcher.errors import ObjectFileError
-
-from ..record import record, replace
+from dispatcher.record import record, replace
 
 __all__ = [
     "BTF_MAGIC",

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from enum import IntEnum
 from typing import TypeVar
 
-from ..record import record
-from .btf import BTF_MAGIC, Btf, BtfFormatError
+from dispatcher.obj.btf import BTF_MAGIC, Btf, BtfFormatError
+from dispatcher.record import record
 
 __all__ = [
     "CORE_RELO_REC_SIZE",

@@ -12,12 +12,11 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ObjectFileError
-from ..record import record
-from .btf import Btf, BtfFormatError, BtfKind, BtfType
-from .btf_ext import BtfExt
-from .metadata import dispatcher_version, parse_run_config, uint_member
-from .spec import (
+from dispatcher.errors import ObjectFileError
+from dispatcher.obj.btf import Btf, BtfFormatError, BtfKind, BtfType
+from dispatcher.obj.btf_ext import BtfExt
+from dispatcher.obj.metadata import dispatcher_version, parse_run_config, uint_member
+from dispatcher.obj.spec import (
     ATTACH_XDP,
     ATTACH_XDP_CPUMAP,
     ATTACH_XDP_DEVMAP,
@@ -32,6 +31,7 @@ from .spec import (
     RelocSpec,
     RunConfig,
 )
+from dispatcher.record import record
 
 EM_BPF = 247
 SHT_PROGBITS = 1

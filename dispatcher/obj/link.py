@@ -11,11 +11,16 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
-from ..errors import ObjectFileError
-from ..record import record
-from .btf_ext import CoreReloRec, LineInfoRec
-from .insn import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE
-from .spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind, RelocSpec
+from dispatcher.errors import ObjectFileError
+from dispatcher.obj.btf_ext import CoreReloRec, LineInfoRec
+from dispatcher.obj.insn import (
+    BPF_PSEUDO_CALL,
+    BPF_PSEUDO_FUNC,
+    BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_VALUE,
+)
+from dispatcher.obj.spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind, RelocSpec
+from dispatcher.record import record
 
 
 @record

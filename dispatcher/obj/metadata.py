@@ -7,9 +7,9 @@ does not import pyelftools.
 
 from __future__ import annotations
 
-from ..errors import ObjectFileError
-from .btf import Btf, BtfKind
-from .spec import XDP_ACTIONS, RunConfig
+from dispatcher.errors import ObjectFileError
+from dispatcher.obj.btf import Btf, BtfKind
+from dispatcher.obj.spec import XDP_ACTIONS, RunConfig
 
 
 def uint_member(btf: Btf, type_id: int) -> int | None:

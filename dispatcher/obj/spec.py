@@ -9,14 +9,14 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from ..record import record
-from .actions import XDP_ACTIONS as XDP_ACTIONS
-from .actions import actions_to_names as actions_to_names
-from .actions import names_to_actions as names_to_actions
+from dispatcher.obj.actions import XDP_ACTIONS as XDP_ACTIONS
+from dispatcher.obj.actions import actions_to_names as actions_to_names
+from dispatcher.obj.actions import names_to_actions as names_to_actions
+from dispatcher.record import record
 
 if TYPE_CHECKING:  # annotations only: readers of attached programs need no BTF parser
-    from .btf import Btf
-    from .btf_ext import BtfExt
+    from dispatcher.obj.btf import Btf
+    from dispatcher.obj.btf_ext import BtfExt
 
 # Program types / attach types we care about (UAPI numbers).
 PROG_TYPE_XDP = 6
@@ -172,7 +172,7 @@ class ObjectSpec:
 
     def program(self, *, name: str | None = None, section: str | None = None) -> ProgramSpec:
         """Select one program by function name or by section (first in that section)."""
-        from ..errors import ObjectFileError
+        from dispatcher.errors import ObjectFileError
 
         if name is not None:
             for p in self.programs:

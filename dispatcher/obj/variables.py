@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..record import record, replace
-from .btf import Btf, BtfKind, BtfType
-from .spec import ObjectSpec
+from dispatcher.obj.btf import Btf, BtfKind, BtfType
+from dispatcher.obj.spec import ObjectSpec
+from dispatcher.record import record, replace
 
 Value = bool | int | str | list[int]
 

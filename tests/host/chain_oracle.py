@@ -14,9 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from dispatcher import loader
+from dispatcher.kernel import bpf, loader
 from dispatcher.obj.spec import ObjectSpec, ProgramSpec
-from dispatcher.syscalls import bpf
 from tests import packets
 
 XDP_PASS = 2

@@ -31,7 +31,7 @@ def host_tier_unavailable() -> str | None:
         return "host-tier tests need root (bpf(2), bpffs, netns); run them with sudo"
     try:
         from dispatcher.errors import KernelError
-        from dispatcher.syscalls import bpf
+        from dispatcher.kernel import bpf
     except ImportError as exc:  # pragma: no cover - broken checkout
         return f"cannot import the syscall layer: {exc}"
     try:
@@ -86,7 +86,7 @@ def no_fd_leak() -> Iterator[None]:
 @pytest.fixture
 def bpffs_dir() -> Iterator[str]:
     """A fresh private directory on the bpffs (mounted if needed); removed after."""
-    from dispatcher.syscalls import bpffs
+    from dispatcher.kernel import bpffs
 
     bpffs.ensure_bpffs(BPFFS)
     path = os.path.join(BPFFS, f"xdpd-test-{secrets.token_hex(4)}")

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 import dispatcher
-from dispatcher import applied, declare
-from dispatcher.plan import plan_text
+from dispatcher.config import applied, apply
+from dispatcher.config.plan import plan_text
 from tests.cli import run_cli
 from tests.host import nettools
 from tests.objects import EXAMPLES_DIR
@@ -39,7 +39,7 @@ def ids(iface: str) -> tuple[int | None, list[int | None]]:
 
 
 def full_plan(cfg: str, exclusive: bool = False) -> list[dict[str, object]]:
-    return [applied.plan_record(p) for p in declare.make_plan(cfg, exclusive=exclusive)[1]]
+    return [applied.plan_record(p) for p in apply.make_plan(cfg, exclusive=exclusive)[1]]
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_reapply_is_answered_from_the_record(applied_cfg) -> None:  # type: igno
     # the command prints exactly what a full plan prints, and changes nothing
     cp = run_cli("apply", cfg)
     assert cp.returncode == 0, cp.stderr
-    assert cp.stdout == plan_text(declare.make_plan(cfg)[1]) + "Nothing to change.\n"
+    assert cp.stdout == plan_text(apply.make_plan(cfg)[1]) + "Nothing to change.\n"
     assert run_cli("plan", cfg).returncode == 0
     assert ids(a) == before
 
@@ -93,7 +93,7 @@ def _other_writer(cfg: str, a: str, b: str, objs: dict[str, str]) -> None:
 
 def _owned_records(cfg: str, a: str, b: str, objs: dict[str, str]) -> None:
     # another apply or load rewrote the ownership records (same content here)
-    from dispatcher import ownership
+    from dispatcher.config import ownership
 
     with open(ownership.records_path(), "a") as f:
         f.write("\n")
@@ -115,7 +115,7 @@ def test_any_change_plans_afresh(applied_cfg, objs, what: str) -> None:  # type:
     assert applied.reuse(cfg) is None, f"record reused after: {what}"
     plans = dispatcher.apply_config(cfg)
     assert {i.action for p in plans for i in p.items} - {"keep"} == actions
-    assert not any(p.changed for p in declare.make_plan(cfg)[1])
+    assert not any(p.changed for p in apply.make_plan(cfg)[1])
     assert applied.reuse(cfg) is not None      # and the new result is recorded
 
 
@@ -164,17 +164,17 @@ def test_no_record_when_the_system_changed_while_planning(applied_cfg, objs) -> 
     here another writer attaches a program to B (same namespace) in between."""
     cfg, a, b = applied_cfg
     applied.forget(cfg)
-    rec = declare._Recorder(cfg, False)
-    c, targets, _o = declare.prepare(cfg)
+    rec = apply._Recorder(cfg, False)
+    c, targets, _o = apply.prepare(cfg)
     links = rec.fingerprint(targets)
-    plans = declare.observe_plan(c, targets, links=links)
+    plans = apply.observe_plan(c, targets, links=links)
     dispatcher.load(b, [objs["xdp_pass"]], mode="skb")
     rec.remember(c, plans, {})
     assert applied.reuse(cfg) is None
     dispatcher.unload(b, all=True)
     # read again from scratch, the record is written
     links = rec.fingerprint(targets)
-    rec.remember(c, declare.observe_plan(c, targets, links=links), {})
+    rec.remember(c, apply.observe_plan(c, targets, links=links), {})
     assert applied.reuse(cfg) is not None
 
 
@@ -185,7 +185,7 @@ def test_reapply_from_the_record_imports_no_config_or_object_stack(applied_cfg) 
     cfg, _a, _b = applied_cfg
     mods = modules_after("from dispatcher.cli import main\n"
                          f"assert main(['apply', {cfg!r}]) == 0")
-    assert "dispatcher.applied" in mods
-    assert heavy(mods, ("pydantic", "yaml", "elftools", "dispatcher.config",
-                        "dispatcher.declare", "dispatcher.obj.elf", "dispatcher.chain",
-                        "dispatcher.loader", "dispatcher.linked")) == []
+    assert "dispatcher.config.applied" in mods
+    assert heavy(mods, ("pydantic", "yaml", "elftools", "dispatcher.config.model",
+                        "dispatcher.config.apply", "dispatcher.obj.elf", "dispatcher.chain.router",
+                        "dispatcher.kernel.loader", "dispatcher.chain.linked")) == []

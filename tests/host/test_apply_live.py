@@ -102,7 +102,7 @@ def _lpm_key(ip: str) -> bytes:
 @pytest.mark.freplace
 def test_upgrade_one_of_five_under_traffic(veth: nettools.VethNs, tmp_path: Path,
                                            private: str) -> None:
-    from dispatcher.syscalls import bpf
+    from dispatcher.kernel import bpf
 
     iface = veth.host_if
     progs: list[dict[str, Any]] = [
@@ -193,7 +193,7 @@ def test_apply_is_idempotent(two: tuple[str, str], tmp_path: Path,
                              chains: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
     """Examples run one after the other on the same two interfaces, so each apply also
     goes from the previous example's chains to new ones."""
-    from dispatcher.declare import apply, make_plan
+    from dispatcher.config.apply import apply, make_plan
 
     cfg = write_cfg(tmp_path / "c.yaml", {
         iface: [{**p, "name": f"p{k}"} for k, p in enumerate(progs)]

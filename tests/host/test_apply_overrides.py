@@ -14,7 +14,7 @@ import struct
 
 import pytest
 
-from dispatcher.syscalls import bpf
+from dispatcher.kernel import bpf
 from tests import packets
 from tests.cli import assert_one_line_error, run_cli
 from tests.host import nettools
@@ -31,7 +31,7 @@ state_dir = _apply.state_dir
 
 def run_attached(ifindex: int, pkt: bytes) -> int:
     """Verdict of the program attached to ``ifindex`` for ``pkt`` (BPF_PROG_TEST_RUN)."""
-    from dispatcher import netlink
+    from dispatcher.kernel import netlink
 
     xs = netlink.read_xdp(ifindex)
     assert xs.prog_id, "nothing attached"

@@ -49,7 +49,7 @@ def pin_dirs() -> list[str]:
 
 
 def counter_packets(prog_id: int) -> int:
-    from dispatcher.syscalls import bpf
+    from dispatcher.kernel import bpf
 
     with bpf.prog_get_fd_by_id(prog_id) as pfd:
         (map_id,) = bpf.prog_info(pfd.fd).map_ids
@@ -164,7 +164,7 @@ def test_priorities_and_tie_breaks(veth) -> None:  # type: ignore[no-untyped-def
 
 
 def test_both_new_same_name_fewer_instructions_first(veth) -> None:  # type: ignore[no-untyped-def]
-    from dispatcher.syscalls import bpf
+    from dispatcher.kernel import bpf
 
     load(veth.host_if, example("xdp_pass_long"), example("xdp_pass"), prio=30)
     ch = chain(veth.host_if)
@@ -344,7 +344,7 @@ def _xdp_loader_status(iface: str) -> dict:  # type: ignore[type-arg]
 
 
 def _dispatcher_fd(iface: str):  # type: ignore[no-untyped-def]
-    from dispatcher.syscalls import bpf
+    from dispatcher.kernel import bpf
 
     return bpf.prog_get_fd_by_id(status(iface)["dispatcher"]["id"])
 
@@ -354,7 +354,7 @@ def test_packet_rewriting_component_in_a_chain(veth) -> None:  # type: ignore[no
     (Debian 6.12 has it) accept it only because our stubs are packet-changing too."""
     import struct
 
-    from dispatcher.syscalls import bpf
+    from dispatcher.kernel import bpf
     from tests.packets import udp_packet
 
     load(veth.host_if, example("xdp_counter"), prio=10)
@@ -369,12 +369,12 @@ def test_packet_rewriting_component_in_a_chain(veth) -> None:  # type: ignore[no
 
 
 def test_frags_only_when_every_component_has_it(veth) -> None:  # type: ignore[no-untyped-def]
-    from dispatcher import features
+    from dispatcher.kernel import probes
 
     load(veth.host_if, example("xdp_frags"))
     st = status(veth.host_if)
     assert st["programs"][0]["frags"] is True
-    assert st["dispatcher"]["frags"] is features.frags().supported
+    assert st["dispatcher"]["frags"] is probes.frags().supported
     load(veth.host_if, example("xdp_pass"))
     st = status(veth.host_if)
     assert st["dispatcher"]["frags"] is False

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 
 import pytest
 
-from dispatcher import chain, linked, netlink, observe
+from dispatcher.chain import observe, router
+from dispatcher.chain.linked import build, combine
 from dispatcher.errors import KernelError, XdpDispatchError
-from dispatcher.obj import combine
+from dispatcher.kernel import bpf, netlink
 from dispatcher.obj.elf import read_object
 from dispatcher.obj.spec import PROG_TYPE_XDP
-from dispatcher.syscalls import bpf
 from tests import packets
 from tests.host import chain_oracle, nettools
 from tests.objects import DEBIAN_BPF_DIR, example
@@ -60,18 +60,18 @@ def _need(paths: list[str]) -> None:
 def link_comp(path: str, prio: int, actions: int, kept: int = -1) -> combine.LinkComponent:
     obj = read_object(path)
     prog = next(p for p in obj.programs if p.prog_type == PROG_TYPE_XDP)
-    return combine.LinkComponent(obj, prog, prog.name, prio, actions, linked.file_sha256(path),
+    return combine.LinkComponent(obj, prog, prog.name, prio, actions, build.file_sha256(path),
                                  kept)
 
 
 @contextmanager
-def built(rows: list[tuple[str, int, int]], pin_root: str) -> Iterator[linked.BuiltChain]:
+def built(rows: list[tuple[str, int, int]], pin_root: str) -> Iterator[build.BuiltChain]:
     comps = combine.sort_components([link_comp(*r) for r in rows])
-    with linked.build(comps, pin_root=pin_root) as b:
+    with build.build(comps, pin_root=pin_root) as b:
         yield b
 
 
-def slots_of(b: linked.BuiltChain) -> list[chain_oracle.SlotUnderTest]:
+def slots_of(b: build.BuiltChain) -> list[chain_oracle.SlotUnderTest]:
     slots = b.description["slots"]
     assert isinstance(slots, list)
     return [chain_oracle.SlotUnderTest(c.obj, c.prog, c.actions, s["maps"])
@@ -85,7 +85,7 @@ def test_linked_chain_equals_components_by_hand(name: str, bpffs_dir: str) -> No
     with built(rows, bpffs_dir) as b:
         info = bpf.prog_info(b.prog.fd)
         assert info.name == "xdp_chain" and len(b.combined.slots) == len(rows)
-        assert linked.read_description(b.prog.fd) == b.description
+        assert build.read_description(b.prog.fd) == b.description
         seen = chain_oracle.compare(b.prog.fd, slots_of(b))
     verdicts = {v for _n, v, _c in seen}
     assert len(verdicts) >= 2 or name == "debian-3", f"table {name} only saw verdicts {verdicts}"
@@ -103,10 +103,10 @@ def test_freplace_chain_equals_components_by_hand(name: str, bpffs_dir: str,
     new = []
     for path, prio, acts in rows:
         c = link_comp(path, prio, acts)
-        new.append(chain.NewProgram(c.obj, c.prog, prio, acts))
+        new.append(router.NewProgram(c.obj, c.prog, prio, acts))
     # no real traffic may reach the attached chain while maps are compared (IPv6 ND, ARP)
     nettools.ip("link", "set", v.host_if, "down")
-    chain.change(v.peer_if, mode="skb", add=new, netns=v.netns, root=bpffs_dir,
+    router.change(v.peer_if, mode="skb", add=new, netns=v.netns, root=bpffs_dir,
                  dispatch="freplace")
     try:
         xs = netlink.read_xdp(v.peer_ifindex, netns=v.netns)
@@ -127,15 +127,15 @@ def test_freplace_chain_equals_components_by_hand(name: str, bpffs_dir: str,
             seen = chain_oracle.compare(ch.main_fd.fd, slots)
             assert any(c for _n, _v, c in seen)
     finally:
-        chain.change(v.peer_if, mode="skb", remove_all=True, netns=v.netns, root=bpffs_dir)
+        router.change(v.peer_if, mode="skb", remove_all=True, netns=v.netns, root=bpffs_dir)
         nettools.ip("link", "set", v.host_if, "up")
 
 
-def _verdict(b: linked.BuiltChain, pkt: bytes) -> int:
+def _verdict(b: build.BuiltChain, pkt: bytes) -> int:
     return bpf.prog_test_run(b.prog.fd, pkt).retval
 
 
-def _counter_packets(b: linked.BuiltChain) -> int:
+def _counter_packets(b: build.BuiltChain) -> int:
     slots = b.description["slots"]
     assert isinstance(slots, list)
     mid = next(s["maps"]["counters"] for s in slots if "counters" in s["maps"])
@@ -217,9 +217,9 @@ def test_unpinned_counters_carried_over_by_id(bpffs_dir: str) -> None:
         for _ in range(3):
             _verdict(b1, packets.udp_packet())
         old = b1.description
-        comps = linked.components_from_description(old)
+        comps = build.components_from_description(old)
         comps.append(link_comp(example("xdp_pass"), 20, PASS))
-        with linked.build(combine.sort_components(comps), pin_root=bpffs_dir, old=old) as b2:
+        with build.build(combine.sort_components(comps), pin_root=bpffs_dir, old=old) as b2:
             assert b2.carried == {"xdp_counter": ["counters"]}
             assert _counter_packets(b2) == 3
             _verdict(b2, packets.udp_packet())
@@ -252,8 +252,8 @@ def test_chain_without_btf_loads_and_matches(bpffs_dir: str) -> None:
     rows = TABLE["examples-3"]
     comps = [link_comp(*r) for r in rows]
     comps[1] = replace(comps[1], obj=replace(comps[1].obj, btf=None, btf_ext=None))
-    with linked.build(combine.sort_components(comps), pin_root=bpffs_dir) as b:
+    with build.build(combine.sort_components(comps), pin_root=bpffs_dir) as b:
         assert b.combined.btf_mode == "none" and bpf.prog_info(b.prog.fd).btf_id == 0
-        assert linked.read_description(b.prog.fd) == b.description
+        assert build.read_description(b.prog.fd) == b.description
         seen = chain_oracle.compare(b.prog.fd, slots_of(b))
     assert {v for _n, v, _c in seen} >= {1, 2}      # DROP (icmp) and PASS

@@ -13,9 +13,8 @@ import subprocess
 import pytest
 
 import dispatcher
-from dispatcher import netlink
 from dispatcher.errors import ObjectFileError, UsageError, XdpDispatchError
-from dispatcher.syscalls import bpf
+from dispatcher.kernel import bpf, netlink
 from tests import packets
 from tests.cli import assert_one_line_error, run_cli
 from tests.host import chain_oracle, nettools
@@ -251,7 +250,7 @@ def test_call_depth_limit_matches_the_kernel(private_bpffs: str, tmp_path: objec
                                              netns_veth: nettools.VethNs) -> None:
     """7 frames link and load; 8 frames load alone but are refused for linking, with the
     component's name, before anything is created."""
-    from dispatcher import loader
+    from dispatcher.kernel import loader
     from dispatcher.obj.elf import read_object
 
     v = netns_veth
@@ -281,8 +280,8 @@ def test_call_depth_limit_matches_the_kernel(private_bpffs: str, tmp_path: objec
 def test_stack_limit_refused_with_name(private_bpffs: str, tmp_path: object) -> None:
     """An entry (32 bytes as older kernels count it) plus a 480-byte frame fit a standalone
     program (512) but not below the chain's main frame (another 32 bytes)."""
-    from dispatcher import linked, loader
-    from dispatcher.obj import combine
+    from dispatcher.chain.linked import build, combine
+    from dispatcher.kernel import loader
     from dispatcher.obj.elf import read_object
 
     path = _compile(str(tmp_path), "deep2", _deep_source(2, 480))
@@ -290,9 +289,9 @@ def test_stack_limit_refused_with_name(private_bpffs: str, tmp_path: object) -> 
     lo, p = loader.load_object_program(spec, spec.programs[0], pin_root=private_bpffs)
     p.close()
     lo.close()
-    c = combine.LinkComponent(spec, spec.programs[0], "deep2", 50, 4, linked.file_sha256(path))
+    c = combine.LinkComponent(spec, spec.programs[0], "deep2", 50, 4, build.file_sha256(path))
     with pytest.raises(combine.LinkError, match=r"deep2 \(.*\): its call chain uses 512 bytes"):
-        linked.build([c], pin_root=private_bpffs).close()
+        build.build([c], pin_root=private_bpffs).close()
 
 
 def test_lost_race_is_retried_from_observation(private_bpffs: str, tmp_path: object,
@@ -302,8 +301,7 @@ def test_lost_race_is_retried_from_observation(private_bpffs: str, tmp_path: obj
     import sys
     import time
 
-    from dispatcher import linked
-    from dispatcher.obj import combine
+    from dispatcher.chain.linked import build, combine
     from dispatcher.obj.elf import read_object
 
     v = netns_veth
@@ -329,8 +327,8 @@ def test_lost_race_is_retried_from_observation(private_bpffs: str, tmp_path: obj
         # meanwhile: someone else replaces the chain by one with xdp_drop_icmp in it
         obj = read_object(example("xdp_drop_icmp"))
         c = combine.LinkComponent(obj, obj.programs[0], "xdp_drop_icmp", 5, 4,
-                                  linked.file_sha256(obj.path))
-        with linked.build([c], pin_root=private_bpffs) as theirs, \
+                                  build.file_sha256(obj.path))
+        with build.build([c], pin_root=private_bpffs) as theirs, \
                 bpf.prog_get_fd_by_id(_attached_id(v)) as old:
             netlink.attach_xdp(v.peer_ifindex, theirs.prog.fd, netlink.MODES["skb"],
                                expected_fd=old.fd, netns=v.netns)

@@ -3,7 +3,7 @@
 Each feature object (bpf/examples/xdp_loop.o, xdp_tailcall.o, xdp_core.o) is linked
 into a chain with xdp_counter after it and checked against the oracle (the components
 run one by one by hand on the same maps, chain_oracle.py). Tail-calling components are
-refused in linked chains (see dispatcher/linked.py for why). A chain that must link
+refused in linked chains (see dispatcher/build.py for why). A chain that must link
 without program BTF (a component without BTF) refuses each of them by name.
 """
 
@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher import linked
+from dispatcher.chain.linked import build, combine
 from dispatcher.errors import XdpDispatchError
-from dispatcher.obj import combine
+from dispatcher.kernel import bpf
 from dispatcher.obj.elf import read_object
-from dispatcher.syscalls import bpf
 from tests import packets
 from tests.host import chain_oracle, nettools
 from tests.host.test_linked import PASS, built, link_comp, slots_of
@@ -32,7 +31,7 @@ XDP_DROP, XDP_PASS = 1, 2
 U32_0 = b"\0\0\0\0"
 
 
-def _slot_maps(b: linked.BuiltChain, label: str) -> dict[str, int]:
+def _slot_maps(b: build.BuiltChain, label: str) -> dict[str, int]:
     slots = b.description["slots"]
     assert isinstance(slots, list)
     maps = next(s["maps"] for s in slots if s["label"] == label)
@@ -47,7 +46,7 @@ def _array_u64(map_id: int, key: int) -> int:
     return int.from_bytes(raw, "little")
 
 
-def _counter_packets(b: linked.BuiltChain) -> int:
+def _counter_packets(b: build.BuiltChain) -> int:
     mid = _slot_maps(b, "xdp_counter")["counters"]
     snap = chain_oracle.snapshot([mid])
     return sum(v[0] for (_m, k), v in snap.items() if k == U32_0)
@@ -129,7 +128,7 @@ def test_no_btf_chain_refuses_feature_component(name: str, what: str, bpffs_dir:
     # the builder refuses the same way, before creating anything
     before = set(os.listdir(bpffs_dir))
     with pytest.raises(XdpDispatchError, match=f"^{label} .*uses {what}"):
-        with linked.build(comps, pin_root=bpffs_dir):
+        with build.build(comps, pin_root=bpffs_dir):
             pass
     assert set(os.listdir(bpffs_dir)) == before
 
@@ -140,7 +139,7 @@ def test_no_btf_chain_of_plain_components_still_links(bpffs_dir: str, tmp_path: 
     plain = _strip_btf(example("xdp_pass"), tmp_path / "xdp_pass_nobtf.o")
     comps = combine.sort_components([link_comp(plain, 10, PASS),
                                      link_comp(example("xdp_counter"), 20, PASS)])
-    with linked.build(comps, pin_root=bpffs_dir) as b:
+    with build.build(comps, pin_root=bpffs_dir) as b:
         assert b.combined.btf_mode == "none"
         assert bpf.prog_test_run(b.prog.fd, packets.udp_packet()).retval == XDP_PASS
         assert _counter_packets(b) == 1

@@ -10,11 +10,10 @@ import subprocess
 
 import pytest
 
-from dispatcher import loader
 from dispatcher.errors import ObjectFileError, VerifierError
+from dispatcher.kernel import bpf, loader
 from dispatcher.obj.elf import read_object
 from dispatcher.obj.spec import PROG_TYPE_XDP
-from dispatcher.syscalls import bpf
 from tests.objects import all_objects, example, ids
 from tests.packets import icmp_echo, udp_packet
 

@@ -1,4 +1,4 @@
-"""dispatcher.netlink on veth pairs; `ip -j link` (iproute2) is the oracle."""
+"""dispatcher.kernel.netlink on veth pairs; `ip -j link` (iproute2) is the oracle."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import struct
 
 import pytest
 
-from dispatcher import netlink
 from dispatcher.errors import InterfaceError, NetlinkOpError
-from dispatcher.syscalls import bpf
-from dispatcher.syscalls.fd import OwnedFd
+from dispatcher.kernel import bpf, netlink
+from dispatcher.kernel.fd import OwnedFd
 from tests.host import nettools
 from tests.host.nettools import VethNs
 

@@ -28,7 +28,7 @@ def test_status_of_a_chain_imports_only_what_it_needs(netns_veth) -> None:  # ty
                 f"assert main(['status', {iface!r}]) == 0\n"
                 f"assert main(['status', {iface!r}, '--json']) == 0")
         mods = modules_after(code)
-        assert "dispatcher.observe" in mods
+        assert "dispatcher.chain.observe" in mods
         assert heavy(mods, STATUS_FORBIDDEN) == []
     finally:
         dispatcher.unload(iface, all=True)
@@ -36,8 +36,8 @@ def test_status_of_a_chain_imports_only_what_it_needs(netns_veth) -> None:  # ty
 
 # Removing a chain never builds one: no ELF reader, linker, loader or OpenSSL.
 UNLOAD_FORBIDDEN = ("pydantic", "yaml", "elftools", "dispatcher.obj.elf", "dispatcher.obj.link",
-                    "dispatcher.loader", "dispatcher.linked",
-                    "dispatcher.obj.combine", "dispatcher.config", "hashlib", "asyncio")
+                    "dispatcher.kernel.loader", "dispatcher.chain.linked",
+                    "dispatcher.chain.linked.combine", "dispatcher.config.model", "hashlib", "asyncio")
 
 
 @pytest.mark.parametrize("objs", [["xdp_pass"], ["xdp_pass", "xdp_counter"]],

@@ -1,4 +1,4 @@
-"""dispatcher.syscalls (fd, bpf, bpffs) against the running kernel; bpftool is the oracle."""
+"""dispatcher.kernel (fd, bpf, bpffs) against the running kernel; bpftool is the oracle."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ import warnings
 
 import pytest
 
-from dispatcher import netlink
 from dispatcher.errors import ConflictError, KernelError, PrivilegeError, VerifierError
-from dispatcher.syscalls import bpf, bpffs
-from dispatcher.syscalls.fd import OwnedFd
+from dispatcher.kernel import bpf, bpffs, netlink
+from dispatcher.kernel.fd import OwnedFd
 from tests.host.nettools import VethNs
 
 pytestmark = pytest.mark.host_kernel

@@ -8,9 +8,9 @@ from typing import Any, cast
 
 import pytest
 
-from dispatcher import declare
+from dispatcher.config import apply
+from dispatcher.config.plan import InterfacePlan
 from dispatcher.errors import KernelError, NetlinkOpError, VerifierError, XdpDispatchError
-from dispatcher.plan import InterfacePlan
 
 
 class FakePending:
@@ -30,7 +30,7 @@ def pending(*specs: tuple[str, XdpDispatchError | None], log: list[str]) -> list
 def test_restores_newest_first_and_names_them() -> None:
     log: list[str] = []
     p = pending(("eth0", None), ("eth1", None), log=log)
-    e = declare._failed_at(VerifierError("BPF_PROG_LOAD", 13, "x.o: program bad", "R1 invalid"),
+    e = apply._failed_at(VerifierError("BPF_PROG_LOAD", 13, "x.o: program bad", "R1 invalid"),
                            InterfacePlan("eth2", None, "skb"), cast(Any, p))
     assert log == ["eth1", "eth0"] and p == []
     assert e.message == ("apply failed on eth2: x.o: program bad: BPF_PROG_LOAD: Permission denied "
@@ -39,16 +39,16 @@ def test_restores_newest_first_and_names_them() -> None:
 
 
 def test_first_interface_failing_changed_nothing() -> None:
-    e = declare._failed_at(XdpDispatchError("eth0: no such device", hint="check the name"),
+    e = apply._failed_at(XdpDispatchError("eth0: no such device", hint="check the name"),
                            InterfacePlan("eth0", "ns1", "skb"), [])
     assert e.message == "apply failed on eth0: no such device (no interface was changed)"
     assert e.hint == "check the name"
 
 
 def test_message_not_prefixed_twice_and_netns_named() -> None:
-    e = declare._failed_at(XdpDispatchError("eth0: busy"), InterfacePlan("eth0", None, "skb"), [])
+    e = apply._failed_at(XdpDispatchError("eth0: busy"), InterfacePlan("eth0", None, "skb"), [])
     assert e.message.startswith("apply failed on eth0: busy")
-    e = declare._failed_at(XdpDispatchError("busy"), InterfacePlan("eth0", "ns1", "skb"), [])
+    e = apply._failed_at(XdpDispatchError("busy"), InterfacePlan("eth0", "ns1", "skb"), [])
     assert e.message.startswith("apply failed on eth0 (netns ns1): busy")
 
 
@@ -56,7 +56,7 @@ def test_an_interface_that_cannot_be_restored_is_named() -> None:
     log: list[str] = []
     lost = NetlinkOpError("RTM_SETLINK", 17, subject="eth0")
     p = pending(("eth0", lost), ("eth1", None), log=log)
-    e = declare._failed_at(KernelError("BPF_PROG_LOAD", 22, "y.o"),
+    e = apply._failed_at(KernelError("BPF_PROG_LOAD", 22, "y.o"),
                            InterfacePlan("eth2", None, "skb"), cast(Any, p))
     assert log == ["eth1", "eth0"]
     assert e.message.endswith("(restored eth1 to its previous chain; could not restore eth0: "
@@ -71,14 +71,14 @@ def test_an_interface_that_cannot_be_restored_is_named() -> None:
 ])
 def test_fault_hook_filters_by_step_and_interface(monkeypatch: pytest.MonkeyPatch, spec: str,
                                                   step: str, iface: str, hit: bool) -> None:
-    from dispatcher import chain
+    from dispatcher.chain import router
 
-    monkeypatch.setenv(chain.FAULT_ENV, spec)
+    monkeypatch.setenv(router.FAULT_ENV, spec)
     if hit:
         with pytest.raises(XdpDispatchError, match=f"injected failure at step '{step}'"):
-            chain._fault(step, iface)
+            router._fault(step, iface)
     else:
-        chain._fault(step, iface)
+        router._fault(step, iface)
 
 
 def test_fault_pause_ends_when_ready_file_is_removed(monkeypatch: pytest.MonkeyPatch,
@@ -86,11 +86,11 @@ def test_fault_pause_ends_when_ready_file_is_removed(monkeypatch: pytest.MonkeyP
     import threading
     import time
 
-    from dispatcher import chain
+    from dispatcher.chain import router
 
     ready = tmp_path / "ready"
-    monkeypatch.setenv(chain.FAULT_ENV, "pinned:pause30")
-    monkeypatch.setenv(chain.FAULT_ENV + "_READY", str(ready))
+    monkeypatch.setenv(router.FAULT_ENV, "pinned:pause30")
+    monkeypatch.setenv(router.FAULT_ENV + "_READY", str(ready))
 
     def release() -> None:
         while not ready.exists():
@@ -99,6 +99,6 @@ def test_fault_pause_ends_when_ready_file_is_removed(monkeypatch: pytest.MonkeyP
     t = threading.Thread(target=release)
     t.start()
     start = time.monotonic()
-    chain._fault("pinned", "eth0")
+    router._fault("pinned", "eth0")
     t.join()
     assert time.monotonic() - start < 10

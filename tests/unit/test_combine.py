@@ -1,4 +1,4 @@
-"""dispatcher.obj.combine: the linked chain builder (pure; no kernel).
+"""dispatcher.chain.linked.combine: the linked chain builder (pure; no kernel).
 
 Real objects (bpf/examples, Debian's xdp-tools objects) for layout and BTF; small
 hand-built objects for the limits (call frames, stack, maps, tail calls, callbacks).
@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from dispatcher.obj import combine
+from dispatcher.chain.linked import combine
 from dispatcher.obj import insn as I
 from dispatcher.obj.btf import FUNC_GLOBAL, FUNC_STATIC, Btf, BtfKind
 from dispatcher.obj.elf import read_object

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.config import (
+from dispatcher.config.model import (
     ChainConfig,
     check_config,
     expand_names,
@@ -231,7 +231,7 @@ def test_libyaml_and_python_loader_give_the_same_nodes_and_marks() -> None:
     the error message; every node and line:column mark must be the same with both."""
     import glob
 
-    from dispatcher import config as config_mod
+    from dispatcher.config import model as config_mod
 
     if config_mod._FAST_LOADER is yaml.SafeLoader:
         pytest.skip("PyYAML was built without libyaml: only the Python loader is used")

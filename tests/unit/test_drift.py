@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from dispatcher import protocol
-from dispatcher.drift import drift, interface_drift
-from dispatcher.plan import DesiredProgram, InterfacePlan, Owner, plan_interface, settings_json
+from dispatcher.chain import protocol
+from dispatcher.chain.state import Component, DispatcherInfo, InterfaceState, ProgFacts
+from dispatcher.config.drift import drift, interface_drift
+from dispatcher.config.plan import (
+    DesiredProgram,
+    InterfacePlan,
+    Owner,
+    plan_interface,
+    settings_json,
+)
 from dispatcher.render import drift_text
-from dispatcher.state import Component, DispatcherInfo, InterfaceState, ProgFacts
 
 PASS, DROP = 4, 2
 
@@ -124,8 +130,8 @@ def test_api_exposes_config_operations() -> None:
     from pathlib import Path
 
     import dispatcher
-    import dispatcher.drift
-    import dispatcher.plan  # noqa: F401
+    import dispatcher.config.drift
+    import dispatcher.config.plan
 
     for name in ("check_config", "plan_config", "apply_config", "config_drift", "status_report",
                  "managed_by"):

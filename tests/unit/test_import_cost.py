@@ -32,9 +32,9 @@ STATUS_FORBIDDEN = (
     "pyroute2.netlink.nlsocket", "pyroute2.netlink.core", "pyroute2.netlink.rtnl",
     "pyroute2.config", "pydantic", "yaml", "elftools", "dispatcher.obj.elf",
     "dispatcher.obj.btf", "dispatcher.obj.btf_ext", "dispatcher.obj.spec", "dispatcher.obj.link",
-    "dispatcher.obj.insn", "dispatcher.loader", "dispatcher.dispatch", "dispatcher.chain",
-    "dispatcher.features", "dispatcher.config", "dispatcher.declare", "dispatcher.linked",
-    "dispatcher.linked_chain", "dispatcher.obj.combine", "hashlib", "shutil", "tempfile",
+    "dispatcher.obj.insn", "dispatcher.kernel.loader", "dispatcher.chain.freplace", "dispatcher.chain.router",
+    "dispatcher.kernel.probes", "dispatcher.config.model", "dispatcher.config.apply", "dispatcher.chain.linked",
+    "dispatcher.chain.linked.backend", "dispatcher.chain.linked.combine", "hashlib", "shutil", "tempfile",
 )
 
 
@@ -63,7 +63,7 @@ def test_status_imports_only_what_it_needs() -> None:
     # bpffs and ownership lookups, the rendering (lo has no XDP program: no root needed)
     mods = modules_after("from dispatcher.cli import main\n"
                          "assert main(['status', 'lo']) == 0")
-    assert "pyroute2.netlink" in mods and "dispatcher.observe" in mods  # it did run
+    assert "pyroute2.netlink" in mods and "dispatcher.chain.observe" in mods  # it did run
     assert heavy(mods, STATUS_FORBIDDEN) == []
 
 
@@ -80,7 +80,7 @@ def test_help_imports_no_netlink_and_no_object_layer() -> None:
                          "except SystemExit as e:\n"
                          "    assert e.code == 0")
     assert heavy(mods, (*STATUS_FORBIDDEN, "pyroute2", "dispatcher.api", "dispatcher.obj",
-                        "dispatcher.syscalls", "ctypes")) == []
+                        "dispatcher.kernel", "ctypes")) == []
 
 
 def test_import_dispatcher_is_light() -> None:

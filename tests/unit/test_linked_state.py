@@ -3,11 +3,25 @@ JSON/table with no component ids, and plan items matched by slot name."""
 
 from __future__ import annotations
 
-from dispatcher.obj import combine
+from dispatcher.chain.linked import combine
+from dispatcher.chain.state import (
+    DispatcherInfo,
+    InterfaceState,
+    ProgFacts,
+    components_from_description,
+)
+from dispatcher.config.plan import (
+    ADD,
+    FOREIGN,
+    KEEP,
+    REMOVE,
+    UPDATE,
+    UPGRADE,
+    DesiredProgram,
+    plan_linked,
+)
 from dispatcher.obj.elf import read_object
-from dispatcher.plan import ADD, FOREIGN, KEEP, REMOVE, UPDATE, UPGRADE, DesiredProgram, plan_linked
 from dispatcher.render import status_text
-from dispatcher.state import DispatcherInfo, InterfaceState, ProgFacts, components_from_description
 from tests.objects import example
 
 PASS, DROP = 1 << 2, 1 << 1

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dispatcher import protocol
-from dispatcher.plan import DesiredProgram, Owner, plan_interface, plan_text
-from dispatcher.state import Component, DispatcherInfo, InterfaceState, ProgFacts
+from dispatcher.chain import protocol
+from dispatcher.chain.state import Component, DispatcherInfo, InterfaceState, ProgFacts
+from dispatcher.config.plan import DesiredProgram, Owner, plan_interface, plan_text
 
 PASS, DROP = 4, 2
 

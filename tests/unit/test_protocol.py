@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from dispatcher import protocol
-from dispatcher.state import MapFacts, ProgFacts, components_from_config, recognise
+from dispatcher.chain import protocol
+from dispatcher.chain.state import MapFacts, ProgFacts, components_from_config, recognise
 
 
 def test_v2_layout_is_124_bytes_and_exact() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dispatcher import protocol
+from dispatcher.chain import protocol
+from dispatcher.chain.state import Component, DispatcherInfo, InterfaceState, ProgFacts
 from dispatcher.render import status_text
-from dispatcher.state import Component, DispatcherInfo, InterfaceState, ProgFacts
 
 
 def _prog(pid: int, name: str, tag: str) -> ProgFacts:

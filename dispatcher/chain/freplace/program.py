@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
-from . import loader, protocol
-from .errors import ObjectFileError
-from .obj.btf import BtfKind
-from .obj.elf import read_object
-from .obj.spec import PROG_TYPE_EXT, ObjectSpec, ProgramSpec
-from .syscalls import bpf
-from .syscalls.fd import OwnedFd
+from dispatcher.chain import protocol
+from dispatcher.errors import ObjectFileError
+from dispatcher.kernel import bpf, loader
+from dispatcher.kernel.fd import OwnedFd
+from dispatcher.obj.btf import BtfKind
+from dispatcher.obj.elf import read_object
+from dispatcher.obj.spec import PROG_TYPE_EXT, ObjectSpec, ProgramSpec
 
 if TYPE_CHECKING:
-    from .features import Probe
+    from dispatcher.kernel.probes import Probe
 
 OBJECT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "dispatcher.o")
 
@@ -96,8 +96,8 @@ def _stub_program(slot: int = 0) -> ProgramSpec:
 def probe_extension(disp: LoadedDispatcher) -> Probe:
     """Load a stub as an extension of ``disp``'s slot 0 (raises KernelError if refused), then
     link it with an explicit target; returns the re-attach probe's result."""
-    from .errors import KernelError
-    from .features import Probe
+    from dispatcher.errors import KernelError
+    from dispatcher.kernel.probes import Probe
 
     spec = dispatcher_object()
     _name, btf_id = disp.target(0)

@@ -28,8 +28,8 @@ def parse_description(value: bytes) -> dict[str, object] | None:
 
 def read_description(prog_fd: int) -> dict[str, object] | None:
     """The description of the linked chain ``prog_fd`` is, or None."""
-    from .errors import KernelError
-    from .syscalls import bpf
+    from dispatcher.errors import KernelError
+    from dispatcher.kernel import bpf
 
     info = bpf.prog_info(prog_fd)
     if not info.map_ids:
@@ -50,9 +50,8 @@ def read_description(prog_fd: int) -> dict[str, object] | None:
 
 def attached_description(ifindex: int, netns: str | None) -> dict[str, object] | None:
     """The description of the linked chain attached to ``ifindex`` (None if not linked)."""
-    from . import netlink
-    from .errors import KernelError
-    from .syscalls import bpf
+    from dispatcher.errors import KernelError
+    from dispatcher.kernel import bpf, netlink
 
     xs = netlink.read_xdp(ifindex, netns=netns)
     pid = xs.drv_prog_id or xs.skb_prog_id

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from functools import cache
 
 from dispatcher.errors import KernelError, VerifierError
+from dispatcher.kernel.fd import OwnedFd
 from dispatcher.record import record
-from dispatcher.syscalls.fd import OwnedFd
 
 # --------------------------------------------------------------------------
 # UAPI constants (spelled as in linux/bpf.h)

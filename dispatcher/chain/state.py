@@ -7,9 +7,9 @@ rules, so they can be tested without a kernel.
 
 from __future__ import annotations
 
-from . import protocol
-from .obj.actions import actions_to_names
-from .record import record
+from dispatcher.chain import protocol
+from dispatcher.obj.actions import actions_to_names
+from dispatcher.record import record
 
 BPF_F_RDONLY_PROG = 0x80
 

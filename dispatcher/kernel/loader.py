@@ -13,13 +13,13 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from .errors import KernelError, ObjectFileError
-from .obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
-from .obj.link import LinkedProgram, link_program, referenced_maps
-from .obj.spec import PROG_TYPE_EXT, MapSpec, ObjectSpec, ProgramSpec
-from .syscalls import bpf
-from .syscalls.bpffs import remove_created
-from .syscalls.fd import OwnedFd
+from dispatcher.errors import KernelError, ObjectFileError
+from dispatcher.kernel import bpf
+from dispatcher.kernel.bpffs import remove_created
+from dispatcher.kernel.fd import OwnedFd
+from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
+from dispatcher.obj.link import LinkedProgram, link_program, referenced_maps
+from dispatcher.obj.spec import PROG_TYPE_EXT, MapSpec, ObjectSpec, ProgramSpec
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
 
@@ -260,7 +260,7 @@ def load_program(lo: LoadedObject, prog: ProgramSpec, *, prog_type: int | None =
 
 def _resubject(e: KernelError, subject: str) -> KernelError:
     """Rebuild the message so it names the program (errno, op, log and hint kept)."""
-    from .errors import VerifierError
+    from dispatcher.errors import VerifierError
 
     if isinstance(e, VerifierError):
         return VerifierError(e.op, e.errno, subject, e.log, hint=e.hint)

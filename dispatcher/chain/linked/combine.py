@@ -22,16 +22,16 @@ import json
 import struct
 from collections.abc import Mapping, Sequence
 
-from ..chain_desc import DESC_MAP_NAME, MODE, parse_description
-from ..record import record
+from dispatcher.chain.description import DESC_MAP_NAME, MODE, parse_description
+from dispatcher.record import record
 
 __all__ = ["DESC_MAP_NAME", "MODE", "PROGRAM_NAME", "CombinedProgram", "ComponentCheck",
            "LinkComponent", "LinkError", "Slot", "check_components", "combine",
            "description", "description_btf", "encode_description", "main_btf",
            "main_insn_count", "parse_description", "sort_components"]
-from ..errors import ObjectFileError
-from . import insn as I
-from .btf import (
+from dispatcher.errors import ObjectFileError
+from dispatcher.obj import insn as I
+from dispatcher.obj.btf import (
     FUNC_GLOBAL,
     FUNC_STATIC,
     VAR_GLOBAL_ALLOCATED,
@@ -43,9 +43,9 @@ from .btf import (
     BtfType,
     BtfVarSecinfo,
 )
-from .btf_ext import CoreReloRec, LineInfoRec
-from .link import LinkedProgram, link_program, referenced_maps
-from .spec import (
+from dispatcher.obj.btf_ext import CoreReloRec, LineInfoRec
+from dispatcher.obj.link import LinkedProgram, link_program, referenced_maps
+from dispatcher.obj.spec import (
     ATTACH_XDP,
     BPF_F_XDP_HAS_FRAGS,
     PROG_TYPE_XDP,
@@ -96,7 +96,7 @@ class LinkComponent:
         return self.prog.frags
 
     def sort_key(self) -> tuple[object, ...]:
-        from ..protocol import SortKey, sort_key
+        from dispatcher.chain.protocol import SortKey, sort_key
 
         kept = self.kept_slot >= 0
         return sort_key(SortKey(self.priority, self.prog.name, kept,

@@ -17,8 +17,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import features, netlink, observe, protocol
-from .errors import (
+from dispatcher.chain import observe, protocol
+from dispatcher.chain.state import InterfaceState
+from dispatcher.errors import (
     ConflictError,
     ForeignStateError,
     KernelError,
@@ -27,15 +28,14 @@ from .errors import (
     UsageError,
     XdpDispatchError,
 )
-from .obj.actions import names_to_actions
-from .record import record
-from .state import InterfaceState
-from .syscalls import bpf
-from .syscalls.bpffs import DirLock, remove_created
-from .syscalls.fd import OwnedFd
+from dispatcher.kernel import bpf, netlink, probes
+from dispatcher.kernel.bpffs import DirLock, remove_created
+from dispatcher.kernel.fd import OwnedFd
+from dispatcher.obj.actions import names_to_actions
+from dispatcher.record import record
 
 if TYPE_CHECKING:  # the object layer is imported when a chain is built, not to empty one
-    from .obj.spec import ObjectSpec, ProgramSpec
+    from dispatcher.obj.spec import ObjectSpec, ProgramSpec
 
 MODE_FLAGS = {k: v for k, v in netlink.MODES.items() if k != "unspecified"}
 MAX_RETRIES = 10
@@ -238,7 +238,7 @@ def begin(iface: str, *, mode: str, add: list[NewProgram] | None = None,
           remove_names: set[str] | None = None) -> PendingChange:
     """``change`` up to the swap: the interface runs the new chain, and the returned
     ``PendingChange`` can still ``rollback()`` to exactly the old one, or ``commit()``."""
-    from .chain_desc import DISPATCH_MODES
+    from dispatcher.chain.description import DISPATCH_MODES
 
     if mode not in MODE_FLAGS:
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
@@ -249,9 +249,11 @@ def begin(iface: str, *, mode: str, add: list[NewProgram] | None = None,
     remove_ids = remove_ids or set()
     ifindex = netlink.ifindex_of(iface, netns=netns)
     if _use_linked(iface, ifindex, netns, dispatch, add, remove_names or set(), remove_all):
-        from . import linked_chain  # the linker and its loader: only for linked chains
+        from dispatcher.chain.linked import (
+            backend,  # the linker and its loader: only for linked chains
+        )
 
-        return linked_chain.begin(iface, ifindex, mode=mode, add=add, remove_ids=remove_ids,
+        return backend.begin(iface, ifindex, mode=mode, add=add, remove_ids=remove_ids,
                                   remove_names=remove_names or set(), remove_all=remove_all,
                                   netns=netns, root=root, force=force, notice=notice,
                                   verifier_log=verifier_log, max_retries=MAX_RETRIES)
@@ -280,7 +282,7 @@ def _use_linked(iface: str, ifindex: int, netns: str | None, dispatch: str,
     """Whether this change goes to the linked-chain path: the attached program is a linked
     chain, or linked dispatch is asked for, or ``auto`` on a kernel that refuses freplace
     with several programs to chain."""
-    from .chain_desc import attached_description
+    from dispatcher.chain.description import attached_description
 
     if attached_description(ifindex, netns) is not None:
         if dispatch == "freplace" and add:
@@ -294,7 +296,7 @@ def _use_linked(iface: str, ifindex: int, netns: str | None, dispatch: str,
     if dispatch == "linked":
         return bool(add)
     if dispatch == "auto" and len(add) >= 2:
-        return not features.freplace().supported
+        return not probes.freplace().supported
     return False
 
 
@@ -398,8 +400,8 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
 
         # A dispatcher with components already attached proves the kernel takes extensions:
         # skip the probe (it loads two programs) for the common "change a chain" case.
-        fr = features.Probe("freplace", True, "a dispatcher is attached") \
-            if st.kind == "dispatcher" and st.programs else features.freplace()
+        fr = probes.Probe("freplace", True, "a dispatcher is attached") \
+            if st.kind == "dispatcher" and st.programs else probes.freplace()
         if not fr.supported:
             only_new = len(members) == 1 and members[0].new is not None and st.kind in ("none", "legacy")
             if only_new:
@@ -414,10 +416,10 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
                      "program, load a single program, or use a kernel that allows "
                      "BPF_PROG_TYPE_EXT")
 
-        from . import dispatch
+        from dispatcher.chain.freplace import program
 
         want_frags = all(m.frags for m in members) and _frags_ok()
-        disp = dispatch.load_dispatcher([m.priority for m in members],
+        disp = program.load_dispatcher([m.priority for m in members],
                                         [m.actions for m in members],
                                         [protocol.BPF_F_XDP_HAS_FRAGS if m.frags else 0
                                          for m in members], frags=want_frags)
@@ -434,7 +436,7 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
         slots: list[tuple[int, OwnedFd, str]] = []
         for i, m in enumerate(members):
             if m.new is not None:
-                p, pins = dispatch.load_component(m.new.obj, m.new.prog, disp, i,
+                p, pins = program.load_component(m.new.obj, m.new.prog, disp, i,
                                                   pin_root=m.new.pin_dir or root,
                                                   verifier_log=verifier_log)
                 new_map_pins.extend(pins)
@@ -443,7 +445,7 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
             else:
                 prog_fd = m.fd
             try:
-                link = dispatch.link_component(prog_fd, disp, i)
+                link = program.link_component(prog_fd, disp, i)
             except KernelError as e:
                 if e.errno == errno.EINVAL and m.new is None:
                     raise NotSupportedError(
@@ -505,7 +507,7 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
 
 def _frags_ok() -> bool:
     try:
-        return features.frags().supported
+        return probes.frags().supported
     except XdpDispatchError:
         return False
 
@@ -525,8 +527,8 @@ def _swap(ifindex: int, new_fd: int | None, old_fd: OwnedFd | None, mode_flags: 
 def _plain_attach(iface: str, ifindex: int, mode: str, m: _Member, old_fd: OwnedFd | None,
                   old_mode_flags: int, netns: str | None, root: str,
                   notice: Callable[[str], None] | None, verifier_log: list[str] | None,
-                  fr: features.Probe, held: ExitStack) -> PendingChange:
-    from . import loader
+                  fr: probes.Probe, held: ExitStack) -> PendingChange:
+    from dispatcher.kernel import loader
 
     assert m.new is not None
     lo, p = loader.load_object_program(m.new.obj, m.new.prog, pin_root=m.new.pin_dir or root,

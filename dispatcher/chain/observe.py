@@ -12,9 +12,8 @@ import os
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
-from . import netlink, protocol
-from .errors import KernelError, XdpDispatchError
-from .state import (
+from dispatcher.chain import protocol
+from dispatcher.chain.state import (
     Component,
     DispatcherInfo,
     InterfaceState,
@@ -24,17 +23,18 @@ from .state import (
     components_from_description,
     recognise,
 )
-from .syscalls import bpf
-from .syscalls.fd import OwnedFd
+from dispatcher.errors import KernelError, XdpDispatchError
+from dispatcher.kernel import bpf, netlink
+from dispatcher.kernel.fd import OwnedFd
 
 if TYPE_CHECKING:
-    from .obj.btf import Btf
+    from dispatcher.obj.btf import Btf
 
 
 def _btf_of(btf_id: int) -> Btf | None:
     if not btf_id:
         return None
-    from .obj.btf import Btf, BtfFormatError  # only for long names and dispatchers
+    from dispatcher.obj.btf import Btf, BtfFormatError  # only for long names and dispatchers
 
     try:
         with bpf.btf_get_fd_by_id(btf_id) as fd:
@@ -46,7 +46,7 @@ def _btf_of(btf_id: int) -> Btf | None:
 def _func_names(btf: Btf | None) -> list[str]:
     if btf is None:
         return []
-    from .obj.btf import BtfKind
+    from dispatcher.obj.btf import BtfKind
 
     return [t.name for t in btf.types if t.kind == BtfKind.FUNC]
 
@@ -72,7 +72,7 @@ def _btf_version(main: ProgFacts, cfg_map: MapFacts | None) -> int:
     btf = _btf_of(main.btf_id)
     if btf is None:
         return 0
-    from .obj.metadata import dispatcher_version
+    from dispatcher.obj.metadata import dispatcher_version
 
     return dispatcher_version(btf)
 
@@ -156,7 +156,7 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
     cfg_map = _map_facts(main.map_ids[0]) if len(main.map_ids) == 1 else None
     rec = recognise(main, cfg_map, _btf_version(main, cfg_map))
     if not rec.is_dispatcher:
-        from .chain_desc import read_description
+        from dispatcher.chain.description import read_description
 
         desc = read_description(fd.fd) if main.map_ids else None
         if desc is not None:

@@ -15,16 +15,16 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from . import __version__, loader
-from .chain_desc import read_description
-from .errors import KernelError, ObjectFileError, VerifierError
-from .obj import combine
-from .obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
-from .obj.link import referenced_maps
-from .obj.spec import ATTACH_XDP, PROG_TYPE_XDP, MapSpec
-from .syscalls import bpf
-from .syscalls.bpffs import remove_created
-from .syscalls.fd import OwnedFd
+from dispatcher import __version__
+from dispatcher.chain.description import read_description
+from dispatcher.chain.linked import combine
+from dispatcher.errors import KernelError, ObjectFileError, VerifierError
+from dispatcher.kernel import bpf, loader
+from dispatcher.kernel.bpffs import remove_created
+from dispatcher.kernel.fd import OwnedFd
+from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
+from dispatcher.obj.link import referenced_maps
+from dispatcher.obj.spec import ATTACH_XDP, PROG_TYPE_XDP, MapSpec
 
 BPF_F_RDONLY_PROG = 0x80
 SHA_PREFIX = 16
@@ -236,8 +236,8 @@ def components_from_description(doc: Mapping[str, object], *, replaced: set[int]
                                 ) -> list[combine.LinkComponent]:
     """Re-read the objects of a description's slots (for a rebuild). ``replaced`` slots are
     skipped. Errors name the slot when an object vanished or changed."""
-    from .obj.elf import read_object
-    from .obj.spec import names_to_actions
+    from dispatcher.obj.elf import read_object
+    from dispatcher.obj.spec import names_to_actions
 
     out = []
     slots = doc.get("slots")
@@ -266,8 +266,8 @@ def components_from_description(doc: Mapping[str, object], *, replaced: set[int]
         settings = str(s.get("settings") or "")
         pin_dir = str(s.get("pin_dir") or "")
         if settings:          # redo a config entry's load-time overrides (globals, pins, frags)
-            from .declare import new_program
-            from .plan import DesiredProgram
+            from dispatcher.config.apply import new_program
+            from dispatcher.config.plan import DesiredProgram
 
             np = new_program(obj, DesiredProgram(label, path, sha, str(s.get("program")), prio,
                                                  bitmap, settings))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import struct
 
-from .obj.actions import actions_to_names
-from .record import record
+from dispatcher.obj.actions import actions_to_names
+from dispatcher.record import record
 
 MAGIC = 236
 VERSION = 2                      # what we write (libxdp 1.3.x .. 1.5.x read it)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .obj.actions import actions_to_names
-from .record import record
-from .state import InterfaceState
+from dispatcher.chain.state import InterfaceState
+from dispatcher.obj.actions import actions_to_names
+from dispatcher.record import record
 
 ADD, REMOVE, UPGRADE, UPDATE, KEEP, FOREIGN = "add", "remove", "upgrade", "update", "keep", "foreign"
 CHANGES = (ADD, REMOVE, UPGRADE, UPDATE)
@@ -138,7 +138,7 @@ def plan_interface(iface: str, netns: str | None, mode: str, desired: list[Desir
                            exclusive, source)
     present: list[tuple[int, str, int, int]] = []    # (id, kernel name, prio, actions)
     if observed.kind == "dispatcher":
-        from .obj.actions import names_to_actions
+        from dispatcher.obj.actions import names_to_actions
 
         present = [(c.id, c.name, c.priority, names_to_actions(list(c.chain_call_actions)))
                    for c in observed.programs]

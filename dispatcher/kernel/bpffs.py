@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from dispatcher.errors import ConflictError, KernelError, PrivilegeError
-from dispatcher.syscalls.fd import OwnedFd
+from dispatcher.kernel.fd import OwnedFd
 
 __all__ = ["BPF_FS_MAGIC", "DEFAULT_BPFFS", "DirLock", "bpffs_root", "ensure_bpffs",
            "is_bpffs", "lands_on_bpffs", "remove_created"]

@@ -14,9 +14,9 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from .errors import KernelError
-from .syscalls import bpf
-from .syscalls.bpffs import DirLock
+from dispatcher.errors import KernelError
+from dispatcher.kernel import bpf
+from dispatcher.kernel.bpffs import DirLock
 
 DEFAULT_DIR = "/run/xdp-dispatch"
 
@@ -30,11 +30,11 @@ def records_path() -> str:
 
 
 if TYPE_CHECKING:
-    from .plan import Owner
+    from dispatcher.config.plan import Owner
 
 
 def read() -> dict[int, Owner]:
-    from .plan import Owner
+    from dispatcher.config.plan import Owner
 
     try:
         with open(records_path()) as f:

@@ -1,6 +1,6 @@
 """``plan`` and ``apply`` of a config file: resolve what it asks for, observe the
 interfaces, compute the difference (``plan.py``) and make it with one chain change per
-interface (``chain.py``), recording which components are ours (``ownership.py``)."""
+interface (``router.py``), recording which components are ours (``ownership.py``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import chain, netlink, observe, ownership
-from .config import ChainConfig, error_at, expand_names, load_and_check
-from .errors import ConfigError, XdpDispatchError
-from .obj.elf import parse_cached, read_bytes, read_object
-from .obj.spec import BPF_F_XDP_HAS_FRAGS, ObjectSpec, names_to_actions
-from .obj.variables import with_overrides
-from .plan import (
+from dispatcher.chain import observe, router
+from dispatcher.config import ownership
+from dispatcher.config.model import ChainConfig, error_at, expand_names, load_and_check
+from dispatcher.config.plan import (
     ADD,
     REMOVE,
     UPDATE,
@@ -27,8 +24,12 @@ from .plan import (
     plan_interface,
     settings_json,
 )
-from .record import replace
-from .syscalls import bpffs
+from dispatcher.errors import ConfigError, XdpDispatchError
+from dispatcher.kernel import bpffs, netlink
+from dispatcher.obj.elf import parse_cached, read_bytes, read_object
+from dispatcher.obj.spec import BPF_F_XDP_HAS_FRAGS, ObjectSpec, names_to_actions
+from dispatcher.obj.variables import with_overrides
+from dispatcher.record import replace
 
 
 @dataclass
@@ -115,7 +116,7 @@ def _missing_interfaces(cfg: ChainConfig, k: int, present: list[str]) -> list[st
     return out
 
 
-def new_program(obj: ObjectSpec, d: DesiredProgram) -> chain.NewProgram:
+def new_program(obj: ObjectSpec, d: DesiredProgram) -> router.NewProgram:
     """The component to load for ``d``, with its load-time overrides: ``globals`` written
     into the global-data maps' initial values (before ``.rodata`` is frozen), every map but
     global data pinned by name under ``pin_maps`` (an existing compatible pin is reused, so
@@ -130,7 +131,7 @@ def new_program(obj: ObjectSpec, d: DesiredProgram) -> chain.NewProgram:
     if "frags" in s:
         flags = prog.prog_flags & ~BPF_F_XDP_HAS_FRAGS
         prog = replace(prog, prog_flags=flags | (BPF_F_XDP_HAS_FRAGS if s["frags"] else 0))
-    return chain.NewProgram(obj, prog, d.priority, d.actions, pin_dir=pin_dir, label=d.name,
+    return router.NewProgram(obj, prog, d.priority, d.actions, pin_dir=pin_dir, label=d.name,
                             settings=d.settings)
 
 
@@ -191,7 +192,7 @@ class _Recorder:
     change made meanwhile keeps the record from being written."""
 
     def __init__(self, path: str, exclusive: bool) -> None:
-        from . import applied
+        from dispatcher.config import applied
 
         self.applied = applied
         self.path, self.exclusive = path, exclusive
@@ -234,7 +235,7 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     """Make each interface match the config; returns the plans that were carried out.
     When nothing is left to change, records that (``applied.py``) so that the next apply
     of the unchanged file against the unchanged system can say so without re-planning."""
-    from .privileges import require_root
+    from dispatcher.kernel.privileges import require_root
     rec = _Recorder(path, exclusive)
     links: Links = {}
     shas: dict[str, str] = {}
@@ -254,9 +255,9 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     root = bpffs.ensure_bpffs(notice=notice) if root == bpffs.DEFAULT_BPFFS else \
         bpffs.ensure_bpffs(root, mount=False)
     # All or nothing: each interface's change stays pending (the old chain held, see
-    # chain.PendingChange) until every interface has been changed; then all commit. If
+    # router.PendingChange) until every interface has been changed; then all commit. If
     # interface k fails, interfaces 0..k-1 are put back exactly, newest first.
-    pending: list[tuple[InterfacePlan, chain.PendingChange]] = []
+    pending: list[tuple[InterfacePlan, router.PendingChange]] = []
     owners_new: list[Owner] = []
     dropped: set[int] = set()
     try:
@@ -286,7 +287,7 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
 
 def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str,
                      notice: Callable[[str], None] | None,
-                     source: str = "") -> chain.PendingChange:
+                     source: str = "") -> router.PendingChange:
     if p.linked:
         # A linked chain is rebuilt as a whole: remove by name what goes or changes, add
         # what comes or changes (an unchanged object keeps its unpinned maps by id).
@@ -297,7 +298,7 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
             if i.action in redo and i.desired is not None:
                 new_l.append(replace(new_program(objects[i.desired.obj_path], i.desired),
                                      source=source))
-        return chain.begin(p.iface, mode=p.mode, add=new_l, remove_names=names,
+        return router.begin(p.iface, mode=p.mode, add=new_l, remove_names=names,
                            netns=p.netns, root=root, notice=notice, dispatch=p.dispatch)
     add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
     new = []
@@ -307,11 +308,11 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
     remove = {i.prog_id for i in p.items if i.action in (REMOVE, UPGRADE) and i.prog_id}
     upd = {i.prog_id: (i.desired.priority, i.desired.actions) for i in p.items
            if i.action == UPDATE and i.prog_id and i.desired}
-    return chain.begin(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
+    return router.begin(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
                        netns=p.netns, root=root, notice=notice, dispatch=p.dispatch)
 
 
-def _owners(p: InterfacePlan, res: chain.ChangeResult, source: str) -> list[Owner]:
+def _owners(p: InterfacePlan, res: router.ChangeResult, source: str) -> list[Owner]:
     if res.kind == "linked":
         return []        # a linked chain's description records who manages each slot
     add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
@@ -333,7 +334,7 @@ def _where(p: InterfacePlan) -> str:
     return p.iface + (f" (netns {p.netns})" if p.netns else "")
 
 
-def _restore(pending: list[tuple[InterfacePlan, chain.PendingChange]]) -> str:
+def _restore(pending: list[tuple[InterfacePlan, router.PendingChange]]) -> str:
     """Roll back every pending change, newest first; empties ``pending``. Returns a clause
     for the error message saying what was restored (and what could not be)."""
     restored, failed = [], []
@@ -355,7 +356,7 @@ def _restore(pending: list[tuple[InterfacePlan, chain.PendingChange]]) -> str:
 
 
 def _failed_at(e: XdpDispatchError, p: InterfacePlan,
-               pending: list[tuple[InterfacePlan, chain.PendingChange]]) -> XdpDispatchError:
+               pending: list[tuple[InterfacePlan, router.PendingChange]]) -> XdpDispatchError:
     """``e`` (same class, exit code and hint) naming the interface it happened on and
     what became of the interfaces this apply had already changed."""
     where = _where(p)

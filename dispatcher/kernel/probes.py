@@ -11,9 +11,9 @@ import errno
 import os
 from collections.abc import Callable
 
-from .errors import KernelError, XdpDispatchError
-from .record import record
-from .syscalls import bpf
+from dispatcher.errors import KernelError, XdpDispatchError
+from dispatcher.kernel import bpf
+from dispatcher.record import record
 
 _CONCLUSIVE_NO = {errno.EPERM, errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524, errno.EACCES}
 
@@ -78,7 +78,7 @@ def xdp_link() -> Probe:
 def freplace() -> Probe:
     """Load a 1-slot dispatcher and an extension replacing its main function."""
     def run() -> str:
-        from .dispatch import load_dispatcher, probe_extension
+        from dispatcher.chain.freplace.program import load_dispatcher, probe_extension
 
         with load_dispatcher([], [], [], frags=False, slots=1) as disp:
             ok = probe_extension(disp)
@@ -109,7 +109,7 @@ def pkt_changing_stubs() -> Probe:
 
 
 def bpffs(root: str) -> Probe:
-    from .syscalls.bpffs import is_bpffs
+    from dispatcher.kernel.bpffs import is_bpffs
 
     ok = is_bpffs(root)
     return Probe("bpffs", ok, f"{root} {'is' if ok else 'is not'} a BPF filesystem")
@@ -118,7 +118,7 @@ def bpffs(root: str) -> Probe:
 def interface_modes(iface: str, netns: str | None = None) -> dict[str, object]:
     """Which XDP attach modes ``iface`` accepts. Probed by attaching an XDP_PASS program
     (native, then hw) and detaching it at once; only when nothing is attached."""
-    from . import netlink
+    from dispatcher.kernel import netlink
 
     ifindex = netlink.ifindex_of(iface, netns=netns)
     xs = netlink.read_xdp(ifindex, netns=netns)

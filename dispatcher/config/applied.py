@@ -30,12 +30,14 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, netlink, ownership, protocol
-from .errors import XdpDispatchError
-from .syscalls import bpffs
+from dispatcher import __version__
+from dispatcher.chain import protocol
+from dispatcher.config import ownership
+from dispatcher.errors import XdpDispatchError
+from dispatcher.kernel import bpffs, netlink
 
 if TYPE_CHECKING:
-    from .plan import InterfacePlan
+    from dispatcher.config.plan import InterfacePlan
 
 RECORD_VERSION = 1
 _PKG = os.path.dirname(os.path.abspath(__file__))
@@ -191,7 +193,7 @@ def plan_record(p: InterfacePlan) -> dict[str, Any]:
 
 
 def plan_from_record(d: dict[str, Any]) -> InterfacePlan:
-    from .plan import DesiredProgram, InterfacePlan, PlanItem
+    from dispatcher.config.plan import DesiredProgram, InterfacePlan, PlanItem
 
     items = []
     for i in d["items"]:

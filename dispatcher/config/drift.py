@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .plan import ADD, FOREIGN, REMOVE, UPDATE, UPGRADE, InterfacePlan
+from dispatcher.config.plan import ADD, FOREIGN, REMOVE, UPDATE, UPGRADE, InterfacePlan
 
 MISSING, EXTRA, DIFFERS, MODE, FOREIGN_PROG = "missing", "extra", "differs", "mode", "foreign"
 DRIFT_KINDS = (MISSING, EXTRA, DIFFERS, MODE)

@@ -18,24 +18,25 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
-from . import chain_desc, netlink, observe
-from .errors import ConflictError, ForeignStateError, NetlinkOpError, UsageError
-from .record import replace
-from .syscalls.bpffs import DirLock
+from dispatcher.chain import description, observe
+from dispatcher.errors import ConflictError, ForeignStateError, NetlinkOpError, UsageError
+from dispatcher.kernel import netlink
+from dispatcher.kernel.bpffs import DirLock
+from dispatcher.record import replace
 
 if TYPE_CHECKING:
-    from .chain import NewProgram, PendingChange
-    from .obj import combine
+    from dispatcher.chain.linked import combine
+    from dispatcher.chain.router import NewProgram, PendingChange
 
-DISPATCH_MODES = chain_desc.DISPATCH_MODES
-attached_description = chain_desc.attached_description
+DISPATCH_MODES = description.DISPATCH_MODES
+attached_description = description.attached_description
 
 
 def begin(iface: str, ifindex: int, *, mode: str, add: list[NewProgram], remove_ids: set[int],
           remove_names: set[str], remove_all: bool, netns: str | None, root: str,
           force: bool, notice: Callable[[str], None] | None,
           verifier_log: list[str] | None, max_retries: int = 10) -> PendingChange:
-    from .chain import ChangeResult, PendingChange, _Race, state_dir
+    from dispatcher.chain.router import ChangeResult, PendingChange, _Race, state_dir
 
     last: Exception | None = None
     for attempt in range(1, max_retries + 1):
@@ -59,12 +60,21 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
              remove_names: set[str], remove_all: bool, netns: str | None, root: str,
              force: bool, notice: Callable[[str], None] | None,
              verifier_log: list[str] | None) -> PendingChange:
-    from .chain import MODE_FLAGS, ChangeResult, PendingChange, _fault, _Race, _swap
+    from dispatcher.chain.router import (
+        MODE_FLAGS,
+        ChangeResult,
+        PendingChange,
+        _fault,
+        _Race,
+        _swap,
+    )
 
     if add or not remove_all:
         # the linker and loader; removing the whole chain needs neither
-        from . import linked  # noqa: F811
-        from .obj import combine  # noqa: F811
+        from dispatcher.chain.linked import (
+            build,  # noqa: F811
+            combine,  # noqa: F811
+        )
     xs = netlink.read_xdp(ifindex, netns=netns)
     with ExitStack() as held:
         old = observe.observe(xs, root, keep_open=True)
@@ -113,7 +123,7 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
                     raise UsageError(f"{iface}: no component named '{rn}' in the linked chain "
                                      f"(components: {', '.join(labels) or 'none'})")
                 removed |= hit
-            kept = linked.components_from_description(desc, replaced=removed)
+            kept = build.components_from_description(desc, replaced=removed)
         elif remove_names and st.kind != "linked":
             raise UsageError(f"{iface}: removing by name (-n) works on linked chains; "
                              f"this interface has kind {st.kind}")
@@ -124,7 +134,7 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
             path = os.path.abspath(n.obj.path)
             c = combine.LinkComponent(
                 replace(n.obj, path=path), n.prog, n.label or n.prog.name, n.priority, n.actions,
-                linked.file_sha256(path), pin_dir=n.pin_dir or "", settings=n.settings,
+                build.file_sha256(path), pin_dir=n.pin_dir or "", settings=n.settings,
                 source=n.source)
             # the same object re-added in place of a removed slot (a config update): keep
             # its unpinned maps, carried over by id like a kept component's
@@ -148,7 +158,7 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
                                  root=root, old_fd=old_fd, old_mode_flags=old_flags,
                                  held=held.pop_all())
 
-        built = linked.build(comps, pin_root=root, old=desc, verifier_log=verifier_log)
+        built = build.build(comps, pin_root=root, old=desc, verifier_log=verifier_log)
         held.callback(built.close)
         try:
             _fault("linked_built", iface)
@@ -162,7 +172,7 @@ def _attempt(iface: str, ifindex: int, mode: str, add: list[NewProgram], remove_
         except BaseException:
             built.unpin_new()
             raise
-        from .syscalls import bpf
+        from dispatcher.kernel import bpf
 
         pid = bpf.prog_info(built.prog.fd).id
         progs = tuple((i, c.label, 0) for i, c in enumerate(comps))

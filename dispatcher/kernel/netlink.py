@@ -20,8 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from dispatcher.errors import InterfaceError, NetlinkOpError
-
-from .record import record
+from dispatcher.record import record
 
 __all__ = [
     "MODES", "XDP_FLAGS_DRV_MODE", "XDP_FLAGS_HW_MODE", "XDP_FLAGS_MASK", "XDP_FLAGS_MODES",
@@ -276,7 +275,7 @@ def _open_socket() -> socket.socket:
 def _socket(netns: str | None) -> Iterator[_Rtnl]:
     try:
         if netns:
-            from .syscalls import netns as ns
+            from dispatcher.kernel import netns as ns
 
             with ns.entered(_netns_path(netns)):
                 sock = _open_socket()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import PrivilegeError
+from dispatcher.errors import PrivilegeError
 
 _CAP_NET_ADMIN = 12
 _CAP_SYS_ADMIN = 21
