@@ -127,7 +127,7 @@ def bench_new_reapply_change(tmp: str, rounds: int, which: set[str]) -> None:
             paths = [os.path.join(os.path.dirname(XDPD[0]), "pkg"), sysconfig.get_path("purelib")]
             r["import"].append(sh(sys.executable, "-I", "-S", "-c",
                                   f"import sys; sys.path[:0] = {paths!r}; "
-                                  "import dispatcher.cli, dispatcher.declare"))
+                                  "import dispatcher.cli, dispatcher.config.apply"))
         if "change" in which:
             cli("apply", cfg)
             r["ours_chg"].append(cli("apply", cfg2))

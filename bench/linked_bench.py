@@ -29,7 +29,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from dispatcher import api  # noqa: E402
-from dispatcher.kernel import bpf, netlink, probes  # noqa: E402
+from dispatcher.chain.freplace.program import freplace as freplace_probe  # noqa: E402
+from dispatcher.kernel import bpf, netlink  # noqa: E402
 
 EX = os.path.join(REPO, "bpf", "examples")
 PASS = os.path.join(EX, "xdp_pass.o")
@@ -71,7 +72,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=1_000_000)
     args = ap.parse_args()
-    fr = probes.freplace().supported
+    fr = freplace_probe().supported
     subprocess.run(["ip", "link", "del", IF_A], capture_output=True)
     subprocess.run(["ip", "link", "add", IF_A, "type", "veth", "peer", "name", IF_B], check=True)
     subprocess.run(["ip", "link", "set", IF_A, "up"], check=True)

@@ -18,7 +18,7 @@ from dispatcher.kernel.privileges import require_root
 from dispatcher.record import record
 
 if TYPE_CHECKING:
-    from dispatcher.chain.router import ChangeResult
+    from dispatcher.chain.model import ChangeResult
     from dispatcher.chain.state import InterfaceState
     from dispatcher.config.drift import InterfaceDrift
     from dispatcher.config.model import ChainConfig
@@ -89,6 +89,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
     ``dispatch``: ``auto`` (freplace where the kernel allows it, else a linked chain),
     ``freplace`` or ``linked``."""
     from dispatcher.chain import router
+    from dispatcher.chain.model import NewProgram, request
 
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
@@ -104,10 +105,11 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
             raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")
         prio = priority if priority is not None else prog.run_config.priority
         acts = parse_actions(actions) if actions is not None else prog.run_config.chain_call_actions
-        new.append(router.NewProgram(obj, prog, prio, acts))
+        new.append(NewProgram(obj, prog, prio, acts))
     root = _root(notice)
-    return router.change(iface, mode=mode, add=new, netns=netns, root=root, force=force,
-                        notice=notice, verifier_log=verifier_log, dispatch=dispatch)
+    return router.change(request(iface, mode=mode, add=new, netns=netns, root=root, force=force,
+                                 dispatch=dispatch),
+                         notice=notice, verifier_log=verifier_log)
 
 
 def load_plain(iface: str, path: str, *, mode: str = "native", section: str | None = None,
@@ -150,6 +152,7 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
     """Remove programs by id (or everything) from ``iface``'s chain, in one swap.
     ``names``: components of a linked chain, by name (they have no program id)."""
     from dispatcher.chain import router
+    from dispatcher.chain.model import request
     from dispatcher.kernel import netlink
 
     if not all and not ids and not names:
@@ -170,13 +173,14 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
             raise UsageError(f"{iface}: no XDP program is attached")
         return None
     if names:
-        return router.change(iface, mode=mode or cur_mode, remove_ids=ids_set, remove_all=all,
-                            netns=netns, root=root, remove_names=set(names))
+        return router.change(request(iface, mode=mode or cur_mode, remove_ids=ids_set,
+                                     remove_all=all, netns=netns, root=root,
+                                     remove_names=set(names)))
     if ids_set and xs.prog_id in ids_set and not all:
         # a plain (legacy) program, removed by its own id
         all = True
-    return router.change(iface, mode=mode or cur_mode, remove_ids=ids_set, remove_all=all,
-                        netns=netns, root=root)
+    return router.change(request(iface, mode=mode or cur_mode, remove_ids=ids_set,
+                                 remove_all=all, netns=netns, root=root))
 
 
 def unload_all(iface: str, *, netns: str | None = None) -> list[int]:
@@ -296,11 +300,13 @@ def clean(iface: str | None = None, *, netns: str | None = None) -> list[str]:
 
 
 def probe_features(iface: str | None = None, *, netns: str | None = None) -> dict[str, object]:
+    from dispatcher.chain.freplace import program
     from dispatcher.kernel import bpffs
     from dispatcher.kernel import probes as feat
 
     require_root("probing kernel features")
-    probes = feat.all_probes(bpffs.bpffs_root())
+    probes = feat.all_probes(bpffs.bpffs_root(),
+                             first=(program.freplace, program.freplace_reattach))
     out: dict[str, object] = {k: v.to_json() for k, v in probes.items()}
     if iface:
         out["interface"] = feat.interface_modes(iface, netns=netns)

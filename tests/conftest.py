@@ -18,9 +18,9 @@ def _freplace_refused() -> str | None:
     if os.geteuid() != 0:
         return "needs root"
     try:
-        from dispatcher.kernel import probes
+        from dispatcher.chain.freplace.program import freplace as freplace_probe
 
-        p = probes.freplace()
+        p = freplace_probe()
     except Exception as e:  # inconclusive probe
         return f"freplace probe inconclusive: {e}"
     if p.supported:

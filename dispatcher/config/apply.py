@@ -11,6 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatcher.chain import observe, router
+from dispatcher.chain.model import (
+    SHA_PREFIX,
+    ChangeResult,
+    NewProgram,
+    request,
+    settings_json,
+    with_settings,
+)
+from dispatcher.chain.pending import PendingChange
 from dispatcher.config import ownership
 from dispatcher.config.model import ChainConfig, error_at, expand_names, load_and_check
 from dispatcher.config.plan import (
@@ -22,13 +31,11 @@ from dispatcher.config.plan import (
     InterfacePlan,
     Owner,
     plan_interface,
-    settings_json,
 )
 from dispatcher.errors import ConfigError, XdpDispatchError
 from dispatcher.kernel import bpffs, netlink
 from dispatcher.obj.elf import parse_cached, read_bytes, read_object
-from dispatcher.obj.spec import BPF_F_XDP_HAS_FRAGS, ObjectSpec, names_to_actions
-from dispatcher.obj.variables import with_overrides
+from dispatcher.obj.spec import ObjectSpec, names_to_actions
 from dispatcher.record import replace
 
 
@@ -116,23 +123,11 @@ def _missing_interfaces(cfg: ChainConfig, k: int, present: list[str]) -> list[st
     return out
 
 
-def new_program(obj: ObjectSpec, d: DesiredProgram) -> router.NewProgram:
-    """The component to load for ``d``, with its load-time overrides: ``globals`` written
-    into the global-data maps' initial values (before ``.rodata`` is frozen), every map but
-    global data pinned by name under ``pin_maps`` (an existing compatible pin is reused, so
-    contents survive upgrades), and the frags flag as overridden."""
-    s = json.loads(d.settings) if d.settings else {}
-    obj = with_overrides(obj, s.get("globals") or {})
-    pin_dir = s.get("pin_maps")
-    if pin_dir:
-        obj = replace(obj, maps=tuple(m if m.kind == "data" else replace(m, pinning=1)
-                                      for m in obj.maps))
-    prog = obj.program(name=d.program)
-    if "frags" in s:
-        flags = prog.prog_flags & ~BPF_F_XDP_HAS_FRAGS
-        prog = replace(prog, prog_flags=flags | (BPF_F_XDP_HAS_FRAGS if s["frags"] else 0))
-    return router.NewProgram(obj, prog, d.priority, d.actions, pin_dir=pin_dir, label=d.name,
-                            settings=d.settings)
+def new_program(obj: ObjectSpec, d: DesiredProgram) -> NewProgram:
+    """The component to load for ``d``, with its load-time overrides (``with_settings``)."""
+    obj, prog, pin_dir = with_settings(obj, d.program, d.settings)
+    return NewProgram(obj, prog, d.priority, d.actions, pin_dir=pin_dir, label=d.name,
+                      settings=d.settings, sha256=d.sha256[:SHA_PREFIX])
 
 
 def prepare(path: str, links: Links | None = None, shas: dict[str, str] | None = None
@@ -255,9 +250,9 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     root = bpffs.ensure_bpffs(notice=notice) if root == bpffs.DEFAULT_BPFFS else \
         bpffs.ensure_bpffs(root, mount=False)
     # All or nothing: each interface's change stays pending (the old chain held, see
-    # router.PendingChange) until every interface has been changed; then all commit. If
+    # PendingChange) until every interface has been changed; then all commit. If
     # interface k fails, interfaces 0..k-1 are put back exactly, newest first.
-    pending: list[tuple[InterfacePlan, router.PendingChange]] = []
+    pending: list[tuple[InterfacePlan, PendingChange]] = []
     owners_new: list[Owner] = []
     dropped: set[int] = set()
     try:
@@ -287,7 +282,7 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
 
 def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str,
                      notice: Callable[[str], None] | None,
-                     source: str = "") -> router.PendingChange:
+                     source: str = "") -> PendingChange:
     if p.linked:
         # A linked chain is rebuilt as a whole: remove by name what goes or changes, add
         # what comes or changes (an unchanged object keeps its unpinned maps by id).
@@ -298,8 +293,9 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
             if i.action in redo and i.desired is not None:
                 new_l.append(replace(new_program(objects[i.desired.obj_path], i.desired),
                                      source=source))
-        return router.begin(p.iface, mode=p.mode, add=new_l, remove_names=names,
-                           netns=p.netns, root=root, notice=notice, dispatch=p.dispatch)
+        return router.begin(request(p.iface, mode=p.mode, add=new_l, remove_names=names,
+                                    netns=p.netns, root=root, dispatch=p.dispatch),
+                            notice=notice)
     add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
     new = []
     for i in add_items:
@@ -308,11 +304,12 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
     remove = {i.prog_id for i in p.items if i.action in (REMOVE, UPGRADE) and i.prog_id}
     upd = {i.prog_id: (i.desired.priority, i.desired.actions) for i in p.items
            if i.action == UPDATE and i.prog_id and i.desired}
-    return router.begin(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
-                       netns=p.netns, root=root, notice=notice, dispatch=p.dispatch)
+    return router.begin(request(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
+                                netns=p.netns, root=root, dispatch=p.dispatch),
+                        notice=notice)
 
 
-def _owners(p: InterfacePlan, res: router.ChangeResult, source: str) -> list[Owner]:
+def _owners(p: InterfacePlan, res: ChangeResult, source: str) -> list[Owner]:
     if res.kind == "linked":
         return []        # a linked chain's description records who manages each slot
     add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
@@ -334,7 +331,7 @@ def _where(p: InterfacePlan) -> str:
     return p.iface + (f" (netns {p.netns})" if p.netns else "")
 
 
-def _restore(pending: list[tuple[InterfacePlan, router.PendingChange]]) -> str:
+def _restore(pending: list[tuple[InterfacePlan, PendingChange]]) -> str:
     """Roll back every pending change, newest first; empties ``pending``. Returns a clause
     for the error message saying what was restored (and what could not be)."""
     restored, failed = [], []
@@ -356,7 +353,7 @@ def _restore(pending: list[tuple[InterfacePlan, router.PendingChange]]) -> str:
 
 
 def _failed_at(e: XdpDispatchError, p: InterfacePlan,
-               pending: list[tuple[InterfacePlan, router.PendingChange]]) -> XdpDispatchError:
+               pending: list[tuple[InterfacePlan, PendingChange]]) -> XdpDispatchError:
     """``e`` (same class, exit code and hint) naming the interface it happened on and
     what became of the interfaces this apply had already changed."""
     where = _where(p)

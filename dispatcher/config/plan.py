@@ -35,19 +35,6 @@ class DesiredProgram:
     settings: str = ""   # load-time overrides (globals, pin_maps, frags): canonical JSON, or ""
 
 
-def settings_json(globals_: dict[str, Any] | None, pin_maps: str | None,
-                  frags: bool | None) -> str:
-    """Canonical form of an entry's load-time overrides ("" when there are none)."""
-    d: dict[str, Any] = {}
-    if globals_:
-        d["globals"] = globals_
-    if pin_maps:
-        d["pin_maps"] = pin_maps
-    if frags is not None:
-        d["frags"] = frags
-    return json.dumps(d, sort_keys=True, separators=(",", ":")) if d else ""
-
-
 def _settings_changed(old: str, new: str) -> str:
     a = json.loads(old) if old else {}
     b = json.loads(new) if new else {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from dispatcher.errors import KernelError, XdpDispatchError
 from dispatcher.kernel import bpf
@@ -32,7 +32,8 @@ class Probe:
 _cache: dict[str, Probe] = {}
 
 
-def _cached(name: str, min_kernel: str, fn: Callable[[], str]) -> Probe:
+def cached(name: str, min_kernel: str, fn: Callable[[], str]) -> Probe:
+    """The probe ``name``: ``fn()`` (its detail) or the kernel's conclusive refusal, cached."""
     if name in _cache:
         return _cache[name]
     try:
@@ -57,7 +58,7 @@ def frags() -> Probe:
         with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_frags",
                            prog_flags=0x20):
             return "XDP program with BPF_F_XDP_HAS_FRAGS loads"
-    return _cached("frags", "5.18", run)
+    return cached("frags", "5.18", run)
 
 
 def xdp_link() -> Probe:
@@ -72,30 +73,7 @@ def xdp_link() -> Probe:
                 if e.errno not in (errno.EBUSY, errno.EEXIST):
                     raise
         return "BPF_LINK_CREATE knows BPF_XDP"
-    return _cached("bpf_link_xdp", "5.9", run)
-
-
-def freplace() -> Probe:
-    """Load a 1-slot dispatcher and an extension replacing its main function."""
-    def run() -> str:
-        from dispatcher.chain.freplace.program import load_dispatcher, probe_extension
-
-        with load_dispatcher([], [], [], frags=False, slots=1) as disp:
-            ok = probe_extension(disp)
-        _cache["freplace_reattach"] = ok
-        return "BPF_PROG_TYPE_EXT loads against our dispatcher"
-    return _cached("freplace", "5.6", run)
-
-
-def freplace_reattach() -> Probe:
-    """BPF_LINK_CREATE of an extension with an explicit target (what re-attaching kept
-    components to a new dispatcher needs)."""
-    if "freplace_reattach" not in _cache:
-        fr = freplace()
-        if not fr.supported:
-            _cache["freplace_reattach"] = Probe("freplace_reattach", False,
-                                                f"no freplace ({fr.detail})", "5.10")
-    return _cache["freplace_reattach"]
+    return cached("bpf_link_xdp", "5.9", run)
 
 
 def pkt_changing_stubs() -> Probe:
@@ -141,9 +119,19 @@ def interface_modes(iface: str, netns: str | None = None) -> dict[str, object]:
     return out
 
 
-def all_probes(root: str) -> dict[str, Probe]:
+def remember(p: Probe) -> None:
+    """Cache a conclusive answer found by another probe."""
+    _cache[p.name] = p
+
+
+def known(name: str) -> Probe | None:
+    return _cache.get(name)
+
+
+def all_probes(root: str, first: Sequence[Callable[[], Probe]] = ()) -> dict[str, Probe]:
+    """Every probe's answer (``first``: the chain layer's, listed before the kernel's)."""
     out = {}
-    for fn in (freplace, freplace_reattach, frags, xdp_link, pkt_changing_stubs):
+    for fn in (*first, frags, xdp_link, pkt_changing_stubs):
         try:
             p = fn()
         except XdpDispatchError as e:

@@ -188,4 +188,4 @@ def test_reapply_from_the_record_imports_no_config_or_object_stack(applied_cfg) 
     assert "dispatcher.config.applied" in mods
     assert heavy(mods, ("pydantic", "yaml", "elftools", "dispatcher.config.model",
                         "dispatcher.config.apply", "dispatcher.obj.elf", "dispatcher.chain.router",
-                        "dispatcher.kernel.loader", "dispatcher.chain.linked")) == []
+                        "dispatcher.kernel.loader", "dispatcher.chain.linked.build")) == []

@@ -124,9 +124,9 @@ def test_linked_foreign_slots_kept_unless_exclusive(veth, tmp_path, env) -> None
 
 
 def test_auto_dispatch_on_a_kernel_without_freplace(veth, tmp_path, env) -> None:  # type: ignore[no-untyped-def]
-    from dispatcher.kernel import probes
+    from dispatcher.chain.freplace.program import freplace as freplace_probe
 
-    if probes.freplace().supported:
+    if freplace_probe().supported:
         pytest.skip("this kernel allows freplace: auto builds a dispatcher (test_apply.py)")
     cfg = write_cfg(tmp_path / "c.yaml", veth.host_if,
                     [{"name": "count", "object": "xdp_counter.o", "priority": 10},

@@ -292,7 +292,7 @@ def test_xdp_loader_races_the_swap_we_retry(two, tmp_path: Path, private: str) -
     cfg2 = write_cfg(tmp_path / "two.yaml", {i: [
         {"name": "count", "object": "xdp_counter.o", "priority": 10},
         {"name": "icmp", "object": "xdp_drop_icmp.o", "priority": 20}] for i in two})
-    run = Paused(tmp_path, f"pinned@{b}:pause120", "apply", cfg2)
+    run = Paused(tmp_path, f"components_linked@{b}:pause120", "apply", cfg2)
     run.wait()
     xdp_loader("load", "-m", "skb", "-p", "40", b, os.path.join(EXAMPLES_DIR, "xdp_pass.o"))
     theirs = [i for i in ids(b) if i not in ours_b]
@@ -320,7 +320,7 @@ def test_xdp_loader_unload_races_the_swap(two, tmp_path: Path, private: str) -> 
     cfg2 = write_cfg(tmp_path / "two.yaml", {a: [
         {"name": "count", "object": "xdp_counter.o", "priority": 10},
         {"name": "icmp", "object": "xdp_drop_icmp.o", "priority": 20}]})
-    run = Paused(tmp_path, f"pinned@{a}:pause120", "apply", cfg2)
+    run = Paused(tmp_path, f"components_linked@{a}:pause120", "apply", cfg2)
     run.wait()
     xdp_loader("unload", a, "-i", str(theirs))
     run.go()

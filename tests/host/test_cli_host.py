@@ -63,14 +63,14 @@ def test_load_in_netns(netns_veth) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_second_plain_program_is_refused(netns_veth) -> None:  # type: ignore[no-untyped-def]
-    from dispatcher.kernel import probes
+    from dispatcher.chain.freplace.program import freplace as freplace_probe
 
     v = netns_veth
     run_cli("load", v.host_if, example("xdp_pass"), "-m", "skb", check=True)
     try:
         before = _status(v.host_if)
         cp = run_cli("load", v.host_if, example("xdp_counter"), "-m", "skb")
-        if not probes.freplace().supported:
+        if not freplace_probe().supported:
             assert_one_line_error(cp, v.host_if, "not a dispatcher")
             assert cp.returncode == 5
             assert _status(v.host_if) == before
@@ -79,9 +79,9 @@ def test_second_plain_program_is_refused(netns_veth) -> None:  # type: ignore[no
 
 
 def test_two_programs_without_freplace_make_a_linked_chain(netns_veth) -> None:  # type: ignore[no-untyped-def]
-    from dispatcher.kernel import probes
+    from dispatcher.chain.freplace.program import freplace as freplace_probe
 
-    if probes.freplace().supported:
+    if freplace_probe().supported:
         pytest.skip("this kernel supports freplace: auto builds a dispatcher (tested in test_chain)")
     v = netns_veth
     cp = run_cli("load", v.host_if, example("xdp_pass"), example("xdp_counter"), "-m", "skb")
@@ -97,9 +97,9 @@ def test_two_programs_without_freplace_make_a_linked_chain(netns_veth) -> None: 
 
 
 def test_two_programs_with_dispatch_freplace_fail_clearly(netns_veth) -> None:  # type: ignore[no-untyped-def]
-    from dispatcher.kernel import probes
+    from dispatcher.chain.freplace.program import freplace as freplace_probe
 
-    if probes.freplace().supported:
+    if freplace_probe().supported:
         pytest.skip("this kernel supports freplace: the chain is built instead (tested in test_chain)")
     v = netns_veth
     cp = run_cli("load", v.host_if, example("xdp_pass"), example("xdp_counter"), "-m", "skb",

@@ -15,6 +15,7 @@ import pytest
 
 from dispatcher.chain import observe, router
 from dispatcher.chain.linked import build, combine
+from dispatcher.chain.model import NewProgram, request
 from dispatcher.errors import KernelError, XdpDispatchError
 from dispatcher.kernel import bpf, netlink
 from dispatcher.obj.elf import read_object
@@ -103,11 +104,11 @@ def test_freplace_chain_equals_components_by_hand(name: str, bpffs_dir: str,
     new = []
     for path, prio, acts in rows:
         c = link_comp(path, prio, acts)
-        new.append(router.NewProgram(c.obj, c.prog, prio, acts))
+        new.append(NewProgram(c.obj, c.prog, prio, acts))
     # no real traffic may reach the attached chain while maps are compared (IPv6 ND, ARP)
     nettools.ip("link", "set", v.host_if, "down")
-    router.change(v.peer_if, mode="skb", add=new, netns=v.netns, root=bpffs_dir,
-                 dispatch="freplace")
+    router.change(request(v.peer_if, mode="skb", add=new, netns=v.netns, root=bpffs_dir,
+                          dispatch="freplace"))
     try:
         xs = netlink.read_xdp(v.peer_ifindex, netns=v.netns)
         with observe.observe(xs, bpffs_dir, keep_open=True) as ch:
@@ -127,7 +128,8 @@ def test_freplace_chain_equals_components_by_hand(name: str, bpffs_dir: str,
             seen = chain_oracle.compare(ch.main_fd.fd, slots)
             assert any(c for _n, _v, c in seen)
     finally:
-        router.change(v.peer_if, mode="skb", remove_all=True, netns=v.netns, root=bpffs_dir)
+        router.change(request(v.peer_if, mode="skb", remove_all=True, netns=v.netns,
+                              root=bpffs_dir))
         nettools.ip("link", "set", v.host_if, "up")
 
 

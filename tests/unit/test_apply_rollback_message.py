@@ -71,14 +71,14 @@ def test_an_interface_that_cannot_be_restored_is_named() -> None:
 ])
 def test_fault_hook_filters_by_step_and_interface(monkeypatch: pytest.MonkeyPatch, spec: str,
                                                   step: str, iface: str, hit: bool) -> None:
-    from dispatcher.chain import router
+    from dispatcher import failpoints
 
-    monkeypatch.setenv(router.FAULT_ENV, spec)
+    monkeypatch.setenv(failpoints.ENV, spec)
     if hit:
         with pytest.raises(XdpDispatchError, match=f"injected failure at step '{step}'"):
-            router._fault(step, iface)
+            failpoints.hit(step, iface)
     else:
-        router._fault(step, iface)
+        failpoints.hit(step, iface)
 
 
 def test_fault_pause_ends_when_ready_file_is_removed(monkeypatch: pytest.MonkeyPatch,
@@ -86,11 +86,11 @@ def test_fault_pause_ends_when_ready_file_is_removed(monkeypatch: pytest.MonkeyP
     import threading
     import time
 
-    from dispatcher.chain import router
+    from dispatcher import failpoints
 
     ready = tmp_path / "ready"
-    monkeypatch.setenv(router.FAULT_ENV, "pinned:pause30")
-    monkeypatch.setenv(router.FAULT_ENV + "_READY", str(ready))
+    monkeypatch.setenv(failpoints.ENV, "pinned:pause30")
+    monkeypatch.setenv(failpoints.READY_ENV, str(ready))
 
     def release() -> None:
         while not ready.exists():
@@ -99,6 +99,6 @@ def test_fault_pause_ends_when_ready_file_is_removed(monkeypatch: pytest.MonkeyP
     t = threading.Thread(target=release)
     t.start()
     start = time.monotonic()
-    router._fault("pinned", "eth0")
+    failpoints.hit("pinned", "eth0")
     t.join()
     assert time.monotonic() - start < 10

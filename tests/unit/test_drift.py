@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dispatcher.chain import protocol
+from dispatcher.chain.model import settings_json
 from dispatcher.chain.state import Component, DispatcherInfo, InterfaceState, ProgFacts
 from dispatcher.config.drift import drift, interface_drift
 from dispatcher.config.plan import (
@@ -10,7 +11,6 @@ from dispatcher.config.plan import (
     InterfacePlan,
     Owner,
     plan_interface,
-    settings_json,
 )
 from dispatcher.render import drift_text
 

@@ -7,30 +7,31 @@ freezing it, and loading the program, so the verifier keeps exactly the used slo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from importlib import resources
 
 from dispatcher.chain import protocol
-from dispatcher.errors import ObjectFileError
-from dispatcher.kernel import bpf, loader
+from dispatcher.errors import KernelError, ObjectFileError
+from dispatcher.kernel import bpf, loader, probes
 from dispatcher.kernel.fd import OwnedFd
+from dispatcher.kernel.probes import Probe
 from dispatcher.obj.btf import BtfKind
-from dispatcher.obj.elf import read_object
+from dispatcher.obj.elf import parse_cached
 from dispatcher.obj.spec import PROG_TYPE_EXT, ObjectSpec, ProgramSpec
 
-if TYPE_CHECKING:
-    from dispatcher.kernel.probes import Probe
-
-OBJECT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "dispatcher.o")
+# The compiled bpf/dispatcher.c, shipped as package data (pyproject: package-data).
+OBJECT = resources.files("dispatcher").joinpath("bpf", "dispatcher.o")
 
 
 @cache
 def dispatcher_object() -> ObjectSpec:
-    if not os.path.exists(OBJECT_PATH):
-        raise ObjectFileError(f"{OBJECT_PATH}: the packaged dispatcher is missing (run make bpf)")
-    return read_object(OBJECT_PATH)
+    try:
+        data = OBJECT.read_bytes()
+    except OSError:
+        raise ObjectFileError(f"{OBJECT}: the packaged dispatcher is missing "
+                              "(run make bpf)") from None
+    return parse_cached(data, str(OBJECT))
 
 
 @dataclass
@@ -96,9 +97,6 @@ def _stub_program(slot: int = 0) -> ProgramSpec:
 def probe_extension(disp: LoadedDispatcher) -> Probe:
     """Load a stub as an extension of ``disp``'s slot 0 (raises KernelError if refused), then
     link it with an explicit target; returns the re-attach probe's result."""
-    from dispatcher.errors import KernelError
-    from dispatcher.kernel.probes import Probe
-
     spec = dispatcher_object()
     _name, btf_id = disp.target(0)
     with loader.open_object(spec, only_maps=[]) as lo:
@@ -139,3 +137,27 @@ def load_component(obj: ObjectSpec, prog: ProgramSpec, disp: LoadedDispatcher, s
 def link_component(prog_fd: int, disp: LoadedDispatcher, slot: int) -> OwnedFd:
     _name, btf_id = disp.target(slot)
     return bpf.link_create(prog_fd, disp.fd, 0, target_btf_id=btf_id)
+
+
+def freplace() -> Probe:
+    """Load a 1-slot dispatcher and an extension replacing its main function."""
+    def run() -> str:
+        with load_dispatcher([], [], [], frags=False, slots=1) as disp:
+            ok = probe_extension(disp)
+        probes.remember(ok)
+        return "BPF_PROG_TYPE_EXT loads against our dispatcher"
+    return probes.cached("freplace", "5.6", run)
+
+
+def freplace_reattach() -> Probe:
+    """BPF_LINK_CREATE of an extension with an explicit target (what re-attaching kept
+    components to a new dispatcher needs)."""
+    got = probes.known("freplace_reattach")
+    if got is None:
+        fr = freplace()
+        got = probes.known("freplace_reattach")
+        if got is None:
+            assert not fr.supported
+            got = Probe("freplace_reattach", False, f"no freplace ({fr.detail})", "5.10")
+            probes.remember(got)
+    return got

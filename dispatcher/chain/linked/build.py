@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from dispatcher import __version__
 from dispatcher.chain.description import read_description
 from dispatcher.chain.linked import combine
+from dispatcher.chain.model import SHA_PREFIX, with_settings
 from dispatcher.errors import KernelError, ObjectFileError, VerifierError
 from dispatcher.kernel import bpf, loader
 from dispatcher.kernel.bpffs import remove_created
@@ -27,7 +28,6 @@ from dispatcher.obj.link import referenced_maps
 from dispatcher.obj.spec import ATTACH_XDP, PROG_TYPE_XDP, MapSpec
 
 BPF_F_RDONLY_PROG = 0x80
-SHA_PREFIX = 16
 __all__ = ["BuiltChain", "build", "components_from_description", "create_description_map",
            "file_sha256", "read_description"]
 
@@ -266,12 +266,8 @@ def components_from_description(doc: Mapping[str, object], *, replaced: set[int]
         settings = str(s.get("settings") or "")
         pin_dir = str(s.get("pin_dir") or "")
         if settings:          # redo a config entry's load-time overrides (globals, pins, frags)
-            from dispatcher.config.apply import new_program
-            from dispatcher.config.plan import DesiredProgram
-
-            np = new_program(obj, DesiredProgram(label, path, sha, str(s.get("program")), prio,
-                                                 bitmap, settings))
-            obj, prog, pin_dir = np.obj, np.prog, np.pin_dir or pin_dir
+            obj, prog, pins = with_settings(obj, str(s.get("program")), settings)
+            pin_dir = pins or pin_dir
         else:
             prog = obj.program(name=str(s.get("program")))
         out.append(combine.LinkComponent(

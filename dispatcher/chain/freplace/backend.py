@@ -1,0 +1,168 @@
+"""The freplace back-end: libxdp's multi-dispatch protocol.
+
+Load a fresh dispatcher for the planned chain -> load new components / re-attach kept
+ones as extensions -> (under the protocol lock) pin them -> swap -> the replaced
+dispatcher's pins go on commit. Any failure unwinds everything this attempt created, so
+the interface keeps exactly the programs it had. Where the kernel refuses freplace, a
+single program is attached directly, as libxdp does.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import ExitStack
+
+from dispatcher import failpoints
+from dispatcher.chain import protocol
+from dispatcher.chain.backend import Attempt
+from dispatcher.chain.freplace import plan as planning
+from dispatcher.chain.model import ChangeRequest, ChangeResult
+from dispatcher.chain.pending import PendingChange, protocol_lock, remove_pin_dir, swap
+from dispatcher.chain.state import InterfaceState
+from dispatcher.errors import KernelError, NotSupportedError, XdpDispatchError
+from dispatcher.kernel import bpf
+from dispatcher.kernel.bpffs import remove_created
+from dispatcher.kernel.fd import OwnedFd
+
+
+class FreplaceBackend:
+    kind = "freplace"
+
+    def plan(self, st: InterfaceState, req: ChangeRequest) -> planning.FreplacePlan:
+        def probe() -> tuple[bool, str]:
+            from dispatcher.chain.freplace import program  # loads our dispatcher: on demand
+
+            fr = program.freplace()
+            return fr.supported, fr.detail
+        return planning.plan(st, req, probe)
+
+    def execute(self, plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
+        req = at.req
+        old_fd = at.observed.main_fd
+        if not plan.members:
+            if old_fd is None:
+                return _result(at, ChangeResult(req.iface, at.ifindex, "none", 0, ()))
+            swap(at.ifindex, None, old_fd, at.old_mode_flags, req.netns)
+            return _result(at, ChangeResult(req.iface, at.ifindex, "none", 0, ()),
+                           old_fd=old_fd, old_pin_dir=plan.old_pin_dir)
+        if plan.direct:
+            return _direct(plan, at)
+        return _dispatcher(plan, at)
+
+
+def _result(at: Attempt, result: ChangeResult, **kw: object) -> PendingChange:
+    held = at.held.pop_all() if kw else None
+    return PendingChange(result, netns=at.req.netns, root=at.req.root,
+                         old_mode_flags=at.old_mode_flags, new_mode_flags=at.new_mode_flags,
+                         held=held, **kw)  # type: ignore[arg-type]
+
+
+def _frags_ok() -> bool:
+    from dispatcher.kernel import probes
+
+    try:
+        return probes.frags().supported
+    except XdpDispatchError:
+        return False
+
+
+def _dispatcher(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
+    # the loader and the ELF reader: only to build a dispatcher (not to empty a chain)
+    from dispatcher.chain.freplace import program
+
+    req, members = at.req, plan.members
+    with ExitStack() as stack:            # what this attempt creates: closed or unwound
+        want_frags = all(m.frags for m in members) and _frags_ok()
+        disp = program.load_dispatcher([m.priority for m in members],
+                                       [m.actions for m in members],
+                                       [protocol.BPF_F_XDP_HAS_FRAGS if m.frags else 0
+                                        for m in members], frags=want_frags)
+        stack.callback(disp.close)
+        failpoints.hit("dispatcher_loaded", req.iface)
+        new_map_pins: list[str] = []
+        swapped = False
+
+        def cleanup_map_pins() -> None:
+            if not swapped:
+                remove_created(new_map_pins)
+        stack.callback(cleanup_map_pins)
+
+        slots: list[tuple[int, OwnedFd, str]] = []
+        for i, m in enumerate(members):
+            if m.new >= 0:
+                n = req.add[m.new]
+                p, pins = program.load_component(n.obj, n.prog, disp, i,
+                                                 pin_root=n.pin_dir or req.root,
+                                                 verifier_log=at.verifier_log)
+                new_map_pins.extend(pins)
+                stack.callback(p.close)
+                prog_fd = p.fd.fd
+            else:
+                prog_fd = at.observed.component_fds[m.existing].fd
+            try:
+                link = program.link_component(prog_fd, disp, i)
+            except KernelError as e:
+                if e.errno == errno.EINVAL and m.new < 0:
+                    raise NotSupportedError(
+                        "BPF_LINK_CREATE", e.errno, subject=f"{req.iface}: {m.name}",
+                        detail="the kernel cannot re-attach an extension to a new dispatcher "
+                               "(needs Linux >= 5.10)") from None
+                raise
+            stack.callback(link.close)
+            slots.append((prog_fd, link, m.name))
+        failpoints.hit("components_linked", req.iface)
+
+        disp_id = disp.id()
+        pdir = protocol.pin_dir(req.root, at.ifindex, disp_id)
+        ids = []
+        new_ids = [0] * len(req.add)
+        for i, (prog_fd, _link, name) in enumerate(slots):
+            pid = bpf.prog_info(prog_fd).id
+            ids.append((i, name, pid))
+            if members[i].new >= 0:
+                new_ids[members[i].new] = pid
+        new_fd = disp.prog.fd.dup()        # held: a rollback expects it to be the attached one
+        at.held.callback(new_fd.close)
+        with protocol_lock(req.root):      # from pinning to the swap (see pending.py)
+            os.mkdir(pdir, 0o700)
+            try:
+                for i, (prog_fd, link, _name) in enumerate(slots):
+                    bpf.obj_pin(link.fd, f"{pdir}/prog{i}-link")
+                    bpf.obj_pin(prog_fd, f"{pdir}/prog{i}-prog")
+                failpoints.hit("pinned", req.iface)
+                swap(at.ifindex, disp.fd, at.observed.main_fd, at.new_mode_flags, req.netns)
+            except BaseException:
+                remove_pin_dir(pdir)
+                raise
+        swapped = True
+        return _result(at, ChangeResult(req.iface, at.ifindex, "dispatcher", disp_id,
+                                        tuple(ids), new_ids=tuple(new_ids)),
+                       old_fd=at.observed.main_fd, new_fd=new_fd,
+                       old_pin_dir=plan.old_pin_dir, new_pin_dir=pdir,
+                       new_map_pins=new_map_pins)
+
+
+def _direct(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
+    from dispatcher.kernel import loader
+
+    req = at.req
+    n = req.add[plan.members[0].new]
+    lo, p = loader.load_object_program(n.obj, n.prog, pin_root=n.pin_dir or req.root,
+                                       verifier_log=at.verifier_log,
+                                       log_level=1 if at.verifier_log is not None else 0)
+    at.held.callback(p.fd.close)
+    with lo:
+        try:
+            swap(at.ifindex, p.fd.fd, at.observed.main_fd, at.new_mode_flags, req.netns)
+        except BaseException:
+            lo.unpin_new()
+            raise
+        pid = p.info().id
+        pins = lo.created()
+    if at.notice:
+        at.notice(f"the running kernel refuses freplace ({plan.probe_detail}); attached "
+                  f"{n.prog.name} directly, without a dispatcher (like libxdp)")
+    return _result(at, ChangeResult(req.iface, at.ifindex, "legacy", 0,
+                                    ((0, n.prog.name, pid),), new_ids=(pid,)),
+                   old_fd=at.observed.main_fd, new_fd=p.fd, new_map_pins=pins)

@@ -1,0 +1,54 @@
+"""Planning a linked chain change (pure): which slots of the attached chain are kept,
+which go, and which removed slot a re-added program takes the place of (same label,
+object, program and settings: a config update), so its unpinned maps carry over."""
+
+from __future__ import annotations
+
+from dispatcher.chain import rules
+from dispatcher.chain.model import ChangeRequest
+from dispatcher.chain.state import InterfaceState
+from dispatcher.record import record
+
+
+@record
+class LinkedPlan:
+    remove_all: bool
+    description: dict[str, object] | None    # the attached chain's, if it is a linked one
+    removed: frozenset[int]                  # its slots that go
+    reuse: tuple[int, ...]                   # per added program: the removed slot it takes, or -1
+
+    @property
+    def empty(self) -> bool:
+        """Nothing is left: the chain goes."""
+        kept = 0 if self.description is None or self.remove_all else \
+            len(_slots(self.description)) - len(self.removed)
+        return kept == 0 and not self.reuse
+
+
+def _slots(desc: dict[str, object]) -> list[dict[str, object]]:
+    slots = desc.get("slots")
+    return [s for s in slots if isinstance(s, dict)] if isinstance(slots, list) else []
+
+
+def plan(st: InterfaceState, req: ChangeRequest) -> LinkedPlan:
+    remove_all = rules.check_linked(st, req)
+    desc = st.description if st.kind == "linked" else None
+    removed: set[int] = set()
+    if desc is not None and not remove_all:
+        labels = [str(s.get("label")) for s in _slots(desc)]
+        removed = rules.slots_named(req.iface, labels, req.remove_names)
+    reusable = sorted(removed)
+    reuse = []
+    for n in req.add:
+        hit = -1
+        for i in reusable:
+            assert desc is not None
+            s = _slots(desc)[i]
+            if n.sha256 and (s.get("label"), s.get("sha256"), s.get("program"),
+                             s.get("settings", "")) == (n.label or n.prog.name, n.sha256,
+                                                        n.prog.name, n.settings):
+                hit = i
+                reusable.remove(i)
+                break
+        reuse.append(hit)
+    return LinkedPlan(remove_all, desc, frozenset(removed), tuple(reuse))

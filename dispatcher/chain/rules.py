@@ -1,0 +1,152 @@
+"""The rules of a chain change (pure): which back-end serves a request, what each refuses,
+and the order of a chain's members. Every refusal the freplace and linked back-ends make
+is here, once, so it is unit-tested without a kernel (tests/unit/test_chain_rules.py).
+
+A rule reads an ``InterfaceState`` (what ``observe`` saw) and a ``ChangeRequest``; it
+returns a value or raises the user's error (message, hint and exit code as the CLI
+prints them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from dispatcher.chain import protocol
+from dispatcher.chain.model import DISPATCH_MODES, MODES, ChangeRequest
+from dispatcher.chain.state import InterfaceState
+from dispatcher.errors import ForeignStateError, UsageError
+
+FREPLACE = "freplace"
+LINKED = "linked"
+
+
+class Race(Exception):
+    """The interface changed between our observation and our swap: start over."""
+
+
+def check_request(req: ChangeRequest) -> None:
+    if req.mode not in MODES:
+        raise UsageError(f"unknown mode '{req.mode}' (expected native, skb or hw)")
+    if req.dispatch not in DISPATCH_MODES:
+        raise UsageError(f"unknown dispatch mode '{req.dispatch}' (expected "
+                         f"{', '.join(DISPATCH_MODES)})")
+
+
+def choose_backend(st: InterfaceState, req: ChangeRequest,
+                   freplace_supported: Callable[[], bool]) -> str:
+    """``linked`` when the attached program is a linked chain, when components are named
+    for removal (only linked ones have names without ids), when linked dispatch is asked
+    for, or for ``auto`` with several programs to chain on a kernel that refuses freplace;
+    ``freplace`` otherwise. ``freplace_supported`` is asked only when it decides."""
+    if st.kind == "linked":
+        if req.dispatch == FREPLACE and req.add:
+            raise ForeignStateError(
+                f"{req.iface} has a linked chain attached; --dispatch freplace cannot add to it",
+                hint=f"unload it first (xdp-dispatch unload {req.iface} --all), or use "
+                     "--dispatch auto|linked")
+        return LINKED
+    if req.remove_names and not req.remove_all:
+        return LINKED                # the linked rules explain that names need a linked chain
+    if req.dispatch == LINKED:
+        return LINKED if req.add else FREPLACE
+    if req.dispatch == "auto" and len(req.add) >= 2:
+        return FREPLACE if freplace_supported() else LINKED
+    return FREPLACE
+
+
+def _not_a_dispatcher(st: InterfaceState, iface: str) -> ForeignStateError:
+    main = st.main
+    return ForeignStateError(
+        f"{iface} has a program that is not a dispatcher attached "
+        f"({main.full_name if main else '?'}, id {main.id if main else '?'})",
+        hint=f"remove it first (xdp-dispatch unload {iface} --all), or pass --force to replace it")
+
+
+def check_freplace(st: InterfaceState, req: ChangeRequest) -> None:
+    """What the freplace back-end refuses to change."""
+    iface = req.iface
+    if st.kind == "legacy":
+        if req.remove_all or (st.main and st.main.id in req.remove_ids):
+            return
+        if not req.force:
+            raise _not_a_dispatcher(st, iface)
+    if st.kind == "dispatcher":
+        assert st.dispatcher is not None
+        if req.remove_all:
+            return
+        v = st.dispatcher.version
+        if v < protocol.VERSION:
+            raise ForeignStateError(
+                f"{iface}: the attached dispatcher uses protocol version {v}, older than ours "
+                f"({protocol.VERSION}); refusing a transparent upgrade",
+                hint=f"unload it first: xdp-dispatch unload {iface} --all")
+        if v > protocol.VERSION:
+            raise ForeignStateError(
+                f"{iface}: the attached dispatcher uses protocol version {v} (libxdp >= 1.6); "
+                f"this tool writes version {protocol.VERSION} and will not change it",
+                hint=f"unload it first (xdp-dispatch unload {iface} --all), or use that libxdp")
+        missing = [p for p in st.problems if "missing" in p]
+        if missing:
+            raise ForeignStateError(f"{iface}: dispatcher {st.dispatcher.id} cannot be changed: "
+                                    + "; ".join(missing),
+                                    hint=f"remove it with xdp-dispatch unload {iface} --all")
+        for pid in sorted(req.remove_ids):
+            if pid not in {c.id for c in st.programs}:
+                raise UsageError(f"{iface}: no program with id {pid} in the chain "
+                                 f"(ids: {', '.join(str(c.id) for c in st.programs) or 'none'})")
+        if st.mode and st.mode != req.mode and st.programs:
+            raise UsageError(f"{iface}: the chain is attached in {st.mode} mode, not {req.mode}",
+                             hint=f"pass -m {st.mode}")
+    if st.kind == "none" and req.remove_ids:
+        raise UsageError(f"{iface}: no XDP program is attached")
+    if st.kind == "linked" and not req.remove_all:
+        raise Race("a linked chain was attached meanwhile")
+
+
+def check_slots(iface: str, n: int) -> None:
+    if n > protocol.MAX_SLOTS:
+        raise UsageError(f"{iface}: {n} programs requested; a dispatcher has "
+                         f"{protocol.MAX_SLOTS} slots")
+
+
+def check_linked(st: InterfaceState, req: ChangeRequest) -> bool:
+    """What the linked back-end refuses; returns whether the whole chain goes (``remove_all``,
+    or the chain's own program id named for removal)."""
+    iface = req.iface
+    main_id = st.main.id if st.main else 0
+    remove_all = req.remove_all or bool(main_id and main_id in req.remove_ids)
+    if st.kind == "linked":
+        if st.mode and st.mode != req.mode and not remove_all:
+            raise UsageError(f"{iface}: the linked chain is attached in {st.mode} mode, "
+                             f"not {req.mode}", hint=f"pass -m {st.mode}")
+    elif st.kind == "dispatcher" and not remove_all:
+        raise ForeignStateError(
+            f"{iface} has a freplace dispatcher chain (id {main_id}); it cannot be turned "
+            "into a linked chain in place",
+            hint=f"unload it first (xdp-dispatch unload {iface} --all), or use "
+                 "--dispatch freplace")
+    elif st.kind == "legacy" and not (remove_all or req.force):
+        raise _not_a_dispatcher(st, iface)
+    if st.kind == "none" and (req.remove_ids or req.remove_names):
+        raise UsageError(f"{iface}: no XDP program is attached")
+    if req.remove_ids - {main_id} and st.kind == "linked":
+        raise UsageError(
+            f"{iface}: the linked chain's components have no program ids of their own "
+            f"(the chain is program {main_id})",
+            hint=f"remove a component by name: xdp-dispatch unload {iface} -n NAME")
+    if req.remove_names and st.kind != "linked":
+        raise UsageError(f"{iface}: removing by name (-n) works on linked chains; "
+                         f"this interface has kind {st.kind}")
+    return remove_all
+
+
+def slots_named(iface: str, labels: Sequence[str], names: frozenset[str]) -> set[int]:
+    """The slots of a linked chain (by label) that ``names`` remove; every name must hit."""
+    removed: set[int] = set()
+    for rn in sorted(names):
+        hit = {i for i, lab in enumerate(labels) if lab == rn}
+        if not hit:
+            raise UsageError(f"{iface}: no component named '{rn}' in the linked chain "
+                             f"(components: {', '.join(labels) or 'none'})")
+        removed |= hit
+    return removed
