@@ -1,0 +1,208 @@
+"""chain/rules.py and the back-ends' pure plans: every refusal, the back-end choice and the
+member order, without a kernel (the host and VM tiers run the same rules for real)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatcher.chain import protocol, rules
+from dispatcher.chain.freplace import plan as fplan
+from dispatcher.chain.linked import plan as lplan
+from dispatcher.chain.model import NewProgram, request, settings_json, with_settings
+from dispatcher.chain.state import Component, DispatcherInfo, InterfaceState, ProgFacts
+from dispatcher.errors import ForeignStateError, NotSupportedError, UsageError
+from dispatcher.obj.elf import read_object
+from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS
+from tests.objects import example
+
+PASS = 1 << 2
+MAIN = ProgFacts(42, "xdp_dispatcher", "xdp_dispatcher", "00112233445566aa", 9, (1,))
+PLAIN = ProgFacts(7, "xdp_prog", "xdp_prog_full", "aa" * 8, 3, ())
+
+
+def comp(slot: int, name: str, pid: int, prio: int) -> Component:
+    return Component(slot, name, pid, f"{pid:016x}", prio, ("XDP_PASS",), False, load_time=pid)
+
+
+def dispatcher_state(*comps: Component, version: int = protocol.VERSION,
+                     mode: str = "skb", problems: tuple[str, ...] = ()) -> InterfaceState:
+    return InterfaceState("eth0", 3, mode, "dispatcher", main=MAIN,
+                          dispatcher=DispatcherInfo(42, version, False, pin_dir="/b/xdp/d"),
+                          programs=comps, problems=problems)
+
+
+NONE = InterfaceState("eth0", 3, None, "none")
+LEGACY = InterfaceState("eth0", 3, "skb", "legacy", main=PLAIN)
+LINKED = InterfaceState("eth0", 3, "skb", "linked", main=MAIN,
+                        description={"mode": "linked", "slots": [
+                            {"label": "a", "sha256": "11" * 8, "program": "xdp_pass",
+                             "settings": ""},
+                            {"label": "b", "sha256": "22" * 8, "program": "xdp_pass"}]})
+
+
+def new(name: str = "xdp_pass", prio: int = 50, **kw: object) -> NewProgram:
+    obj = read_object(example(name))
+    return NewProgram(obj, obj.programs[0], prio, PASS, **kw)  # type: ignore[arg-type]
+
+
+def req(**kw: object) -> object:
+    kw.setdefault("mode", "skb")
+    kw.setdefault("root", "/sys/fs/bpf")
+    return request("eth0", **kw)  # type: ignore[arg-type]
+
+
+def never() -> bool:
+    raise AssertionError("the probe must not be asked")
+
+
+# ------------------------------------------------------------------ choosing a back-end
+
+@pytest.mark.parametrize("st,kw,probe,want", [
+    (LINKED, {"add": [new()]}, never, "linked"),               # a linked chain stays linked
+    (LINKED, {"remove_all": True}, never, "linked"),
+    (NONE, {"remove_names": {"a"}}, never, "linked"),          # names: the linked rules say why
+    (NONE, {"remove_names": {"a"}, "remove_all": True}, never, "freplace"),
+    (NONE, {"add": [new()], "dispatch": "linked"}, never, "linked"),
+    (NONE, {"dispatch": "linked", "remove_all": True}, never, "freplace"),
+    (NONE, {"add": [new(), new()]}, lambda: True, "freplace"),
+    (NONE, {"add": [new(), new()]}, lambda: False, "linked"),
+    (NONE, {"add": [new()]}, never, "freplace"),               # one program: freplace's rules
+    (NONE, {"add": [new(), new()], "dispatch": "freplace"}, never, "freplace"),
+])
+def test_choose_backend(st: InterfaceState, kw: dict[str, object], probe: object,
+                        want: str) -> None:
+    assert rules.choose_backend(st, req(**kw), probe) == want  # type: ignore[arg-type]
+
+
+def test_freplace_cannot_add_to_a_linked_chain() -> None:
+    with pytest.raises(ForeignStateError, match="has a linked chain attached; --dispatch "
+                       "freplace cannot add to it") as e:
+        rules.choose_backend(LINKED, req(add=[new()], dispatch="freplace"), never)  # type: ignore[arg-type]
+    assert "--dispatch auto|linked" in (e.value.hint or "")
+
+
+@pytest.mark.parametrize("kw,msg", [({"mode": "bogus"}, "unknown mode 'bogus'"),
+                                    ({"dispatch": "x"}, "unknown dispatch mode 'x'")])
+def test_request_values_are_checked(kw: dict[str, object], msg: str) -> None:
+    with pytest.raises(UsageError, match=msg):
+        rules.check_request(req(**kw))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ freplace refusals
+
+@pytest.mark.parametrize("st,kw,err,msg", [
+    (LEGACY, {"add": [new()]}, ForeignStateError,
+     r"has a program that is not a dispatcher attached \(xdp_prog_full, id 7\)"),
+    (dispatcher_state(comp(0, "a", 11, 10), version=1), {"add": [new()]}, ForeignStateError,
+     "protocol version 1, older than ours"),
+    (dispatcher_state(comp(0, "a", 11, 10), version=3), {"add": [new()]}, ForeignStateError,
+     "protocol version 3 .*will not change it"),
+    (dispatcher_state(comp(0, "a", 11, 10), problems=("slot 0: pin missing",)),
+     {"add": [new()]}, ForeignStateError, "cannot be changed: slot 0: pin missing"),
+    (dispatcher_state(comp(0, "a", 11, 10)), {"remove_ids": {99}}, UsageError,
+     r"no program with id 99 in the chain \(ids: 11\)"),
+    (dispatcher_state(comp(0, "a", 11, 10), mode="native"), {"add": [new()]}, UsageError,
+     "attached in native mode, not skb"),
+    (NONE, {"remove_ids": {5}}, UsageError, "no XDP program is attached"),
+])
+def test_freplace_refusals(st: InterfaceState, kw: dict[str, object], err: type,
+                           msg: str) -> None:
+    with pytest.raises(err, match=msg):
+        rules.check_freplace(st, req(**kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("st,kw", [
+    (LEGACY, {"add": [new()], "force": True}),
+    (LEGACY, {"remove_ids": {7}}),
+    (dispatcher_state(comp(0, "a", 11, 10), version=3), {"remove_all": True}),
+    (dispatcher_state(comp(0, "a", 11, 10), mode="native"), {"remove_all": True}),
+])
+def test_freplace_allows(st: InterfaceState, kw: dict[str, object]) -> None:
+    rules.check_freplace(st, req(**kw))  # type: ignore[arg-type]
+
+
+def test_linked_chain_seen_by_freplace_is_a_race() -> None:
+    with pytest.raises(rules.Race):
+        rules.check_freplace(LINKED, req(add=[new()]))  # type: ignore[arg-type]
+
+
+def test_slot_limit() -> None:
+    rules.check_slots("eth0", protocol.MAX_SLOTS)
+    with pytest.raises(UsageError, match="11 programs requested; a dispatcher has 10 slots"):
+        rules.check_slots("eth0", protocol.MAX_SLOTS + 1)
+
+
+# ------------------------------------------------------------------ freplace plan
+
+def test_freplace_plan_orders_kept_and_new_members_and_updates() -> None:
+    st = dispatcher_state(comp(0, "a", 11, 10), comp(1, "b", 12, 30), comp(2, "c", 13, 40))
+    p = fplan.plan(st, req(add=[new(prio=20)], remove_ids={13}, update={12: (5, PASS)}),  # type: ignore[arg-type]
+                   never)
+    assert [(m.name, m.priority, m.existing, m.new) for m in p.members] == [
+        ("b", 5, 1, -1), ("a", 10, 0, -1), ("xdp_pass", 20, -1, 0)]
+    assert p.old_pin_dir == "/b/xdp/d" and not p.direct
+
+
+def test_freplace_plan_equal_priority_kept_before_new() -> None:
+    st = dispatcher_state(comp(0, "xdp_pass", 11, 50))
+    p = fplan.plan(st, req(add=[new(prio=50)]), never)  # type: ignore[arg-type]
+    assert [(m.existing, m.new) for m in p.members] == [(0, -1), (-1, 0)]
+
+
+def test_freplace_plan_without_freplace() -> None:
+    p = fplan.plan(NONE, req(add=[new()]), lambda: (False, "EPERM"))  # type: ignore[arg-type]
+    assert p.direct and p.probe_detail == "EPERM"
+    with pytest.raises(NotSupportedError, match="a chain of 2 programs needs freplace") as e:
+        fplan.plan(NONE, req(add=[new(), new()]), lambda: (False, "EPERM"))  # type: ignore[arg-type]
+    assert "--dispatch linked" in (e.value.hint or "")
+
+
+def test_freplace_plan_remove_all_keeps_nothing() -> None:
+    st = dispatcher_state(comp(0, "a", 11, 10))
+    p = fplan.plan(st, req(remove_all=True), never)  # type: ignore[arg-type]
+    assert p.members == () and p.old_pin_dir == "/b/xdp/d"
+
+
+# ------------------------------------------------------------------ linked refusals and plan
+
+@pytest.mark.parametrize("st,kw,err,msg", [
+    (dispatcher_state(comp(0, "a", 11, 10)), {"add": [new()]}, ForeignStateError,
+     "has a freplace dispatcher chain .*cannot be turned into a linked chain"),
+    (LEGACY, {"add": [new()]}, ForeignStateError, "is not a dispatcher attached"),
+    (NONE, {"remove_names": {"a"}}, UsageError, "no XDP program is attached"),
+    (LINKED, {"remove_ids": {5}}, UsageError, "components have no program ids of their own"),
+    (LINKED, {"add": [new()], "mode": "native"}, UsageError, "attached in skb mode, not native"),
+    (LINKED, {"remove_names": {"zz"}}, UsageError,
+     r"no component named 'zz' in the linked chain \(components: a, b\)"),
+    (LEGACY, {"remove_names": {"a"}, "force": True}, UsageError,
+     "removing by name .* works on linked chains; this interface has kind legacy"),
+])
+def test_linked_refusals(st: InterfaceState, kw: dict[str, object], err: type, msg: str) -> None:
+    with pytest.raises(err, match=msg):
+        lplan.plan(st, req(**kw))  # type: ignore[arg-type]
+
+
+def test_linked_plan_removal_and_reuse_of_a_removed_slot() -> None:
+    n = new(label="a", sha256="11" * 8)
+    p = lplan.plan(LINKED, req(add=[n], remove_names={"a"}))  # type: ignore[arg-type]
+    assert p.removed == {0} and p.reuse == (0,) and not p.empty
+    other = new(label="a", sha256="33" * 8)            # another object: no maps carried
+    assert lplan.plan(LINKED, req(add=[other], remove_names={"a"})).reuse == (-1,)  # type: ignore[arg-type]
+
+
+def test_linked_plan_empty_when_everything_goes() -> None:
+    assert lplan.plan(LINKED, req(remove_names={"a", "b"})).empty  # type: ignore[arg-type]
+    assert lplan.plan(LINKED, req(remove_ids={42})).remove_all     # the chain's own id  # type: ignore[arg-type]
+    assert not lplan.plan(LINKED, req(remove_names={"a"})).empty  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ settings
+
+def test_settings_round_trip() -> None:
+    obj = read_object(example("xdp_pass"))
+    s = settings_json(None, "/sys/fs/bpf/p", False)
+    o2, prog, pin_dir = with_settings(obj, obj.programs[0].name, s)
+    assert pin_dir == "/sys/fs/bpf/p" and not prog.prog_flags & BPF_F_XDP_HAS_FRAGS
+    _o, prog, _d = with_settings(obj, obj.programs[0].name, settings_json(None, None, True))
+    assert prog.prog_flags & BPF_F_XDP_HAS_FRAGS
+    assert with_settings(obj, obj.programs[0].name, "")[2] is None
