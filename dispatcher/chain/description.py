@@ -1,64 +1,128 @@
-"""A linked chain's description: parse it (pure) and find it from a program fd (bpf(2),
-imported on use). Light on purpose: ``status`` and the pure combiner both import it. The description map is an ARRAY (key 4 bytes, one
-entry, ``BPF_F_RDONLY_PROG``, frozen) named ``chain.rodata`` that the chain's main function
-references first, holding JSON + NUL with ``"mode": "linked"``."""
+"""A linked chain's description (pure): the typed value, and its one encoding.
+
+The description map is an ARRAY (key 4 bytes, one entry, ``BPF_F_RDONLY_PROG``, frozen)
+named ``chain.rodata`` that the chain's main function references first (so it is
+``map_ids[0]``), holding compact JSON + NUL with ``"mode": "linked"``; ``bpftool prog
+show`` prints it as the metadata ``xdp_chain``. ``encode`` and ``parse`` are the two ends
+of that format; a value ``parse`` does not recognise is not a linked chain of ours.
+Reading it from the kernel is ``observe.read_description``.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
-DISPATCH_MODES = ("auto", "freplace", "linked")
+from dispatcher.record import record
+
 DESC_MAP_NAME = "chain.rodata"
 MODE = "linked"
-BPF_F_RDONLY_PROG = 0x80
+VERSION = 1
+MAX_SIZE = 1 << 20             # a description is a few KiB; refuse anything absurd
 
 
-def parse_description(value: bytes) -> dict[str, object] | None:
-    """The description document of a map value, or None if it is not ours."""
-    raw = value.split(b"\0", 1)[0]
+@record
+class SlotDescription:
+    """One slot: where its program came from, how it runs, and the maps it uses (by id)."""
+
+    label: str
+    priority: int
+    actions: tuple[str, ...]
+    frags: bool
+    path: str                           # the object file (absolute path)
+    sha256: str                         # hex prefix of its sha256 when linked
+    program: str
+    section: str
+    maps: tuple[tuple[str, int], ...]   # (map name, map id), as the component uses them
+    pin_dir: str = ""
+    settings: str = ""                  # a config entry's load-time overrides (JSON)
+    source: str = ""                    # the config file that manages the slot
+
+    @property
+    def map_ids(self) -> dict[str, int]:
+        return dict(self.maps)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "label": self.label, "priority": self.priority, "actions": list(self.actions),
+            "frags": self.frags, "object": self.path, "sha256": self.sha256,
+            "program": self.program, "section": self.section, "maps": dict(self.maps),
+            **({"pin_dir": self.pin_dir} if self.pin_dir else {}),
+            **({"settings": self.settings} if self.settings else {}),
+            **({"source": self.source} if self.source else {}),
+        }
+
+
+@record
+class ChainDescription:
+    tool: str                           # "xdp-dispatch VERSION"
+    btf: str                            # hybrid | none: how the chain's BTF was made
+    frags: bool
+    slots: tuple[SlotDescription, ...]  # in slot order
+    version: int = VERSION
+
+    @property
+    def labels(self) -> list[str]:
+        return [s.label for s in self.slots]
+
+    def to_json(self) -> dict[str, object]:
+        return {"version": self.version, "mode": MODE, "tool": self.tool, "btf": self.btf,
+                "frags": self.frags, "slots": [s.to_json() for s in self.slots]}
+
+
+def encode(desc: ChainDescription) -> bytes:
+    """The map value: compact JSON + NUL."""
+    return json.dumps(desc.to_json(), separators=(",", ":")).encode() + b"\0"
+
+
+def parse(value: bytes) -> ChainDescription | None:
+    """The description a map value holds, or None if it is not one of ours (any
+    malformed field, wrong type or absurd size included)."""
+    raw = value[:MAX_SIZE].split(b"\0", 1)[0]
     try:
         doc = json.loads(raw.decode())
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(doc, dict) or doc.get("mode") != MODE or not isinstance(
             doc.get("slots"), list):
         return None
-    return doc
-
-
-def read_description(prog_fd: int) -> dict[str, object] | None:
-    """The description of the linked chain ``prog_fd`` is, or None."""
-    from dispatcher.errors import KernelError
-    from dispatcher.kernel import bpf
-
-    info = bpf.prog_info(prog_fd)
-    if not info.map_ids:
-        return None
     try:
-        with bpf.map_get_fd_by_id(info.map_ids[0]) as fd:
-            mi = bpf.map_info(fd.fd)
-            if (mi.name != DESC_MAP_NAME or mi.key_size != 4 or mi.max_entries != 1
-                    or not mi.map_flags & BPF_F_RDONLY_PROG):
-                return None
-            value = bpf.map_lookup(fd.fd, b"\0\0\0\0", mi.value_size)
-    except KernelError:
+        slots = tuple(_slot(s) for s in doc["slots"])
+        return ChainDescription(_str(doc.get("tool", "")), _str(doc.get("btf", "")),
+                                _bool(doc.get("frags", False)), slots,
+                                _int(doc.get("version", VERSION)))
+    except (TypeError, ValueError):
         return None
-    if value is None:
-        return None
-    return parse_description(value)
 
 
-def attached_description(ifindex: int, netns: str | None) -> dict[str, object] | None:
-    """The description of the linked chain attached to ``ifindex`` (None if not linked)."""
-    from dispatcher.errors import KernelError
-    from dispatcher.kernel import bpf, netlink
+def _slot(s: object) -> SlotDescription:
+    if not isinstance(s, Mapping):
+        raise TypeError("slot")
+    acts = s.get("actions", [])
+    maps = s.get("maps", {})
+    if not isinstance(acts, list) or not isinstance(maps, Mapping):
+        raise TypeError("slot fields")
+    return SlotDescription(
+        _str(s.get("label", "?")), _int(s.get("priority", 0)), tuple(_str(a) for a in acts),
+        _bool(s.get("frags", False)), _str(s.get("object", "")), _str(s.get("sha256", "")),
+        _str(s.get("program", "")), _str(s.get("section", "")),
+        tuple((_str(k), _int(v)) for k, v in maps.items()), _str(s.get("pin_dir", "")),
+        _str(s.get("settings", "")), _str(s.get("source", "")))
 
-    xs = netlink.read_xdp(ifindex, netns=netns)
-    pid = xs.drv_prog_id or xs.skb_prog_id
-    if not pid:
-        return None
-    try:
-        with bpf.prog_get_fd_by_id(pid) as fd:
-            return read_description(fd.fd)
-    except KernelError:
-        return None
+
+def _str(v: object) -> str:
+    if not isinstance(v, str):
+        raise TypeError("string expected")
+    return v
+
+
+def _int(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError("integer expected")
+    return v
+
+
+def _bool(v: object) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError("boolean expected")
+    return v

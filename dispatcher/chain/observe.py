@@ -12,7 +12,8 @@ import os
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
-from dispatcher.chain import protocol
+from dispatcher.chain import description, protocol
+from dispatcher.chain.description import ChainDescription
 from dispatcher.chain.state import (
     Component,
     DispatcherInfo,
@@ -26,6 +27,7 @@ from dispatcher.chain.state import (
 from dispatcher.errors import KernelError, XdpDispatchError
 from dispatcher.kernel import bpf, netlink
 from dispatcher.kernel.fd import OwnedFd
+from dispatcher.uapi import BPF_F_RDONLY_PROG
 
 if TYPE_CHECKING:
     from dispatcher.obj.btf import Btf
@@ -156,14 +158,10 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
     cfg_map = _map_facts(main.map_ids[0]) if len(main.map_ids) == 1 else None
     rec = recognise(main, cfg_map, _btf_version(main, cfg_map))
     if not rec.is_dispatcher:
-        from dispatcher.chain.description import read_description
-
         desc = read_description(fd.fd) if main.map_ids else None
         if desc is not None:
-            ver = desc.get("version")
-            disp = DispatcherInfo(id=main.id, version=ver if isinstance(ver, int) else 0,
-                                  frags=bool(desc.get("frags")), name=main.full_name,
-                                  tag=main.tag)
+            disp = DispatcherInfo(id=main.id, version=desc.version, frags=desc.frags,
+                                  name=main.full_name, tag=main.tag)
             return InterfaceState(xs.ifname, xs.ifindex, base.mode, "linked", main=main, hw=hw,
                                   dispatcher=disp, programs=components_from_description(desc),
                                   description=desc)
@@ -202,6 +200,23 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
         problems.extend(missing)
     return InterfaceState(xs.ifname, xs.ifindex, base.mode, "dispatcher", main=main, hw=hw,
                           dispatcher=disp, config=cfg, programs=comps, problems=tuple(problems))
+
+
+def read_description(prog_fd: int) -> ChainDescription | None:
+    """The description of the linked chain ``prog_fd`` is, or None."""
+    info = bpf.prog_info(prog_fd)
+    if not info.map_ids:
+        return None
+    try:
+        with bpf.map_get_fd_by_id(info.map_ids[0]) as fd:
+            mi = bpf.map_info(fd.fd)
+            if (mi.name != description.DESC_MAP_NAME or mi.key_size != 4
+                    or mi.max_entries != 1 or not mi.map_flags & BPF_F_RDONLY_PROG):
+                return None
+            value = bpf.map_lookup(fd.fd, b"\0\0\0\0", mi.value_size)
+    except KernelError:
+        return None
+    return None if value is None else description.parse(value)
 
 
 class _Vanished(Exception):

@@ -8,6 +8,7 @@ rules, so they can be tested without a kernel.
 from __future__ import annotations
 
 from dispatcher.chain import protocol
+from dispatcher.chain.description import ChainDescription
 from dispatcher.obj.actions import actions_to_names
 from dispatcher.record import record
 
@@ -96,7 +97,7 @@ class InterfaceState:
     programs: tuple[Component, ...] = ()
     problems: tuple[str, ...] = ()         # precise notes: missing pins, unsupported version …
     error: str | None = None               # could not be read at all
-    description: dict[str, object] | None = None   # linked chains: the description map
+    description: ChainDescription | None = None    # linked chains: the description map
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -163,18 +164,9 @@ def components_from_config(cfg: protocol.DispatcherConfig,
     return tuple(comps), tuple(problems)
 
 
-def components_from_description(doc: dict[str, object]) -> tuple[Component, ...]:
-    """Components of a linked chain, from its description document (no program ids)."""
-    out = []
-    slots = doc.get("slots")
-    for i, s in enumerate(slots if isinstance(slots, list) else []):
-        if not isinstance(s, dict):
-            continue
-        acts = s.get("actions")
-        out.append(Component(
-            slot=i, name=str(s.get("label", "?")), id=0, tag="",
-            priority=int(s.get("priority", 0)),
-            chain_call_actions=tuple(str(a) for a in acts) if isinstance(acts, list) else (),
-            frags=bool(s.get("frags")), object_path=str(s.get("object", "")),
-            source=str(s.get("source", ""))))
-    return tuple(out)
+def components_from_description(desc: ChainDescription) -> tuple[Component, ...]:
+    """Components of a linked chain, from its description (no program ids)."""
+    return tuple(Component(slot=i, name=s.label, id=0, tag="", priority=s.priority,
+                           chain_call_actions=s.actions, frags=s.frags, object_path=s.path,
+                           source=s.source)
+                 for i, s in enumerate(desc.slots))

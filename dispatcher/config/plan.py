@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dispatcher.chain.description import ChainDescription
 from dispatcher.chain.state import InterfaceState
 from dispatcher.obj.actions import actions_to_names
 from dispatcher.record import record
@@ -177,19 +178,18 @@ def plan_interface(iface: str, netns: str | None, mode: str, desired: list[Desir
 
 
 def plan_linked(iface: str, netns: str | None, mode: str, desired: list[DesiredProgram],
-                doc: dict[str, object], observed_mode: str | None, exclusive: bool = False,
+                desc: ChainDescription, observed_mode: str | None, exclusive: bool = False,
                 source: str = "") -> InterfacePlan:
     """Like ``plan_interface`` for a linked chain: its slots have no program ids, so they
     are matched by name (the slot label is the config entry's name) and compared with the
     object, program, settings, priority and actions the description records. A slot is
     ours to remove when the description says this config file manages it."""
-    raw = doc.get("slots")
-    slots = [s for s in raw if isinstance(s, dict)] if isinstance(raw, list) else []
+    slots = desc.slots
     items: list[PlanItem] = []
     matched: set[int] = set()
     for d in desired:
         acts = actions_to_names(d.actions)
-        k = next((i for i, s in enumerate(slots) if i not in matched and s.get("label") == d.name),
+        k = next((i for i, s in enumerate(slots) if i not in matched and s.label == d.name),
                  None)
         if k is None:
             items.append(PlanItem(ADD, d.name, None, d.priority, acts,
@@ -197,38 +197,32 @@ def plan_linked(iface: str, netns: str | None, mode: str, desired: list[DesiredP
             continue
         matched.add(k)
         s = slots[k]
-        s_acts = s.get("actions")
-        cur_acts = tuple(str(a) for a in s_acts) if isinstance(s_acts, list) else ()
-        cur_prio = int(s.get("priority", 0))
-        seen = (cur_prio, cur_acts)
-        sha = str(s.get("sha256", ""))
-        if (not d.sha256.startswith(sha) or not sha or s.get("program") != d.program
-                or s.get("object") != d.obj_path or str(s.get("settings") or "") != d.settings):
+        seen = (s.priority, s.actions)
+        sha = s.sha256
+        if (not d.sha256.startswith(sha) or not sha or s.program != d.program
+                or s.path != d.obj_path or s.settings != d.settings):
             why = "object changed" if not (sha and d.sha256.startswith(sha)) else \
-                "program changed" if (s.get("program"), s.get("object")) != (d.program,
-                                                                            d.obj_path) \
+                "program changed" if (s.program, s.path) != (d.program, d.obj_path) \
                 else "settings changed"
             items.append(PlanItem(UPGRADE, d.name, None, d.priority, acts, why, d, seen))
-        elif (cur_prio, cur_acts) != (d.priority, acts):
+        elif seen != (d.priority, acts):
             items.append(PlanItem(UPDATE, d.name, None, d.priority, acts,
-                                  f"priority {cur_prio} -> {d.priority}, actions "
-                                  f"{','.join(cur_acts) or '-'} -> {','.join(acts) or '-'}",
+                                  f"priority {s.priority} -> {d.priority}, actions "
+                                  f"{','.join(s.actions) or '-'} -> {','.join(acts) or '-'}",
                                   d, seen))
         else:
             items.append(PlanItem(KEEP, d.name, None, d.priority, acts, "", d, seen))
     for i, s in enumerate(slots):
         if i in matched:
             continue
-        s_acts = s.get("actions")
-        acts_t = tuple(str(a) for a in s_acts) if isinstance(s_acts, list) else ()
-        name, prio = str(s.get("label", "?")), int(s.get("priority", 0))
-        if source and s.get("source") == source:
-            items.append(PlanItem(REMOVE, name, None, prio, acts_t, "no longer in the config"))
+        if source and s.source == source:
+            items.append(PlanItem(REMOVE, s.label, None, s.priority, s.actions,
+                                  "no longer in the config"))
         elif exclusive:
-            items.append(PlanItem(REMOVE, name, None, prio, acts_t,
+            items.append(PlanItem(REMOVE, s.label, None, s.priority, s.actions,
                                   "not managed by this config (--exclusive)"))
         else:
-            items.append(PlanItem(FOREIGN, name, None, prio, acts_t,
+            items.append(PlanItem(FOREIGN, s.label, None, s.priority, s.actions,
                                   "not managed by this config: kept"))
     return InterfacePlan(iface, netns, mode, tuple(items), observed_mode=observed_mode,
                          linked=True)

@@ -57,7 +57,7 @@ def _counter(st: dict, label: str) -> int:  # type: ignore[type-arg]
 
     (s,) = dispatcher.status(st["name"])
     assert s.description is not None
-    slot = next(x for x in s.description["slots"] if x["label"] == label)  # type: ignore[union-attr]
+    slot = next(x for x in s.description.to_json()["slots"] if x["label"] == label)  # type: ignore[union-attr]
     mid = slot["maps"]["counters"]
     return sum(v[0] for (_m, k), v in chain_oracle.snapshot([mid]).items() if k == b"\0\0\0\0")
 

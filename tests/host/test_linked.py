@@ -73,7 +73,7 @@ def built(rows: list[tuple[str, int, int]], pin_root: str) -> Iterator[build.Bui
 
 
 def slots_of(b: build.BuiltChain) -> list[chain_oracle.SlotUnderTest]:
-    slots = b.description["slots"]
+    slots = b.description.to_json()["slots"]
     assert isinstance(slots, list)
     return [chain_oracle.SlotUnderTest(c.obj, c.prog, c.actions, s["maps"])
             for c, s in zip(b.components, slots, strict=True)]
@@ -86,7 +86,7 @@ def test_linked_chain_equals_components_by_hand(name: str, bpffs_dir: str) -> No
     with built(rows, bpffs_dir) as b:
         info = bpf.prog_info(b.prog.fd)
         assert info.name == "xdp_chain" and len(b.combined.slots) == len(rows)
-        assert build.read_description(b.prog.fd) == b.description
+        assert observe.read_description(b.prog.fd) == b.description
         seen = chain_oracle.compare(b.prog.fd, slots_of(b))
     verdicts = {v for _n, v, _c in seen}
     assert len(verdicts) >= 2 or name == "debian-3", f"table {name} only saw verdicts {verdicts}"
@@ -138,7 +138,7 @@ def _verdict(b: build.BuiltChain, pkt: bytes) -> int:
 
 
 def _counter_packets(b: build.BuiltChain) -> int:
-    slots = b.description["slots"]
+    slots = b.description.to_json()["slots"]
     assert isinstance(slots, list)
     mid = next(s["maps"]["counters"] for s in slots if "counters" in s["maps"])
     snap = chain_oracle.snapshot([mid])
@@ -172,7 +172,7 @@ def test_priority_order_and_ties(bpffs_dir: str) -> None:
     rows = [(example("xdp_counter"), 30, PASS), (example("xdp_pass_long"), 20, PASS),
             (example("xdp_drop_icmp"), 10, PASS), (example("xdp_pass"), 20, PASS)]
     with built(rows, bpffs_dir) as b:
-        slots = b.description["slots"]
+        slots = b.description.to_json()["slots"]
         assert isinstance(slots, list)
         got = [(s["label"], s["priority"], os.path.basename(s["object"])) for s in slots]
     # priority ascending; same prio and name: fewer instructions first (libxdp's rule)
@@ -210,7 +210,7 @@ def test_description_map_shape_and_bpftool_metadata(bpffs_dir: str) -> None:
         out = subprocess.run(["bpftool", "-j", "prog", "show", "id", str(info.id)],
                              capture_output=True, text=True, check=True).stdout
         meta = json.loads(out).get("metadata", {})
-        assert json.loads(meta["xdp_chain"]) == b.description
+        assert json.loads(meta["xdp_chain"]) == b.description.to_json()
 
 
 def test_unpinned_counters_carried_over_by_id(bpffs_dir: str) -> None:
@@ -256,6 +256,6 @@ def test_chain_without_btf_loads_and_matches(bpffs_dir: str) -> None:
     comps[1] = replace(comps[1], obj=replace(comps[1].obj, btf=None, btf_ext=None))
     with build.build(combine.sort_components(comps), pin_root=bpffs_dir) as b:
         assert b.combined.btf_mode == "none" and bpf.prog_info(b.prog.fd).btf_id == 0
-        assert build.read_description(b.prog.fd) == b.description
+        assert observe.read_description(b.prog.fd) == b.description
         seen = chain_oracle.compare(b.prog.fd, slots_of(b))
     assert {v for _n, v, _c in seen} >= {1, 2}      # DROP (icmp) and PASS

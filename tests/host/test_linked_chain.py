@@ -46,7 +46,7 @@ def _counter(map_id: int) -> int:
 def _desc(v: nettools.VethNs) -> dict:  # type: ignore[type-arg]
     st = dispatcher.status(v.peer_if, netns=v.netns)[0]
     assert st.description is not None
-    return st.description
+    return st.description.to_json()
 
 
 def _load(v: nettools.VethNs, *objs: str, **kw: object) -> dispatcher.ChangeResult:

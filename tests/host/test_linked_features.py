@@ -32,7 +32,7 @@ U32_0 = b"\0\0\0\0"
 
 
 def _slot_maps(b: build.BuiltChain, label: str) -> dict[str, int]:
-    slots = b.description["slots"]
+    slots = b.description.to_json()["slots"]
     assert isinstance(slots, list)
     maps = next(s["maps"] for s in slots if s["label"] == label)
     assert isinstance(maps, dict)
@@ -171,7 +171,7 @@ def test_features_through_the_api_on_a_veth(netns_veth: nettools.VethNs, bpffs_d
         assert js["kind"] == "linked"
         assert [p["name"] for p in js["programs"]] == ["xdp_loop", "xdp_core", "xdp_counter"]
         assert st.description is not None
-        slots = st.description["slots"]
+        slots = st.description.to_json()["slots"]
         assert isinstance(slots, list)
         maps = {s["label"]: s["maps"] for s in slots}
         assert nettools.ping(v.peer_ip, count=2, timeout=1)
@@ -184,7 +184,7 @@ def test_features_through_the_api_on_a_veth(netns_veth: nettools.VethNs, bpffs_d
                         dispatch="linked")
         (st,) = dispatcher.status(v.host_if)
         assert st.description is not None
-        slots = st.description["slots"]
+        slots = st.description.to_json()["slots"]
         assert isinstance(slots, list)
         assert {s["label"]: s["maps"] for s in slots}["xdp_counter"] == maps["xdp_counter"]
         assert nettools.ping(v.peer_ip, count=1, timeout=1)

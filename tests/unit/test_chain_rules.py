@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dispatcher.chain import protocol, rules
+from dispatcher.chain.description import ChainDescription, SlotDescription
 from dispatcher.chain.freplace import plan as fplan
 from dispatcher.chain.linked import plan as lplan
 from dispatcher.chain.model import NewProgram, request, settings_json, with_settings
@@ -33,11 +34,10 @@ def dispatcher_state(*comps: Component, version: int = protocol.VERSION,
 
 NONE = InterfaceState("eth0", 3, None, "none")
 LEGACY = InterfaceState("eth0", 3, "skb", "legacy", main=PLAIN)
-LINKED = InterfaceState("eth0", 3, "skb", "linked", main=MAIN,
-                        description={"mode": "linked", "slots": [
-                            {"label": "a", "sha256": "11" * 8, "program": "xdp_pass",
-                             "settings": ""},
-                            {"label": "b", "sha256": "22" * 8, "program": "xdp_pass"}]})
+LINKED = InterfaceState("eth0", 3, "skb", "linked", main=MAIN, description=ChainDescription(
+    "xdp-dispatch", "hybrid", False, tuple(
+        SlotDescription(label, 50, ("XDP_PASS",), False, "/o.o", sha, "xdp_pass", "xdp", ())
+        for label, sha in (("a", "11" * 8), ("b", "22" * 8)))))
 
 
 def new(name: str = "xdp_pass", prio: int = 50, **kw: object) -> NewProgram:

@@ -12,6 +12,7 @@ import struct
 
 import pytest
 
+from dispatcher.chain import description
 from dispatcher.chain.linked import combine
 from dispatcher.obj import insn as I
 from dispatcher.obj.btf import FUNC_GLOBAL, FUNC_STATIC, Btf, BtfKind
@@ -289,14 +290,20 @@ def test_extern_reference_refused_with_component_name() -> None:
 def test_description_roundtrip_and_btf() -> None:
     comps = [comp(example("xdp_counter")), comp(example("xdp_runcfg"))]
     doc = combine.description(comps, [{"counters": 42}, {}], "hybrid", "0.1.0")
-    raw = combine.encode_description(doc)
-    assert raw.endswith(b"\0") and combine.parse_description(raw + b"\0\0") == doc
-    assert doc["mode"] == "linked" and doc["version"] == 1
-    slots = doc["slots"]
+    raw = description.encode(doc)
+    assert raw.endswith(b"\0") and description.parse(raw + b"\0\0") == doc
+    js = doc.to_json()
+    assert js["mode"] == "linked" and js["version"] == 1
+    slots = js["slots"]
     assert isinstance(slots, list)
     assert slots[0]["maps"] == {"counters": 42} and slots[1]["actions"] == ["XDP_DROP", "XDP_PASS"]
-    assert combine.parse_description(b'{"mode":"other"}\0') is None
-    assert combine.parse_description(b"\xff\0") is None
+    assert description.parse(b'{"mode":"other"}\0') is None
+    assert description.parse(b"\xff\0") is None
+    # a malformed field is not a description of ours (never a crash)
+    bad = raw.replace(b'"priority":', b'"priority":"x","p":')
+    assert description.parse(bad) is None
+    assert description.parse(b'{"mode":"linked","slots":[5]}\0') is None
+    assert description.parse(b"[" * 100000 + b"\0") is None
     btf, vid = combine.description_btf(len(raw))
     back = Btf.parse(btf.encode())
     ds = back.type_by_id(vid)

@@ -2,8 +2,7 @@
 
 ``build`` creates each component's maps (pins reused by name; unpinned maps carried
 over by id from the old description when the object is unchanged), the frozen
-description map, and loads the combined program. ``read_description`` goes from a
-program fd to the parsed description (None when the program is not a linked chain).
+description map, and loads the combined program.
 """
 
 from __future__ import annotations
@@ -11,25 +10,27 @@ from __future__ import annotations
 import errno
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from dispatcher import __version__
-from dispatcher.chain.description import read_description
+from dispatcher.chain import description
+from dispatcher.chain.description import ChainDescription, SlotDescription
 from dispatcher.chain.linked import combine
 from dispatcher.chain.model import SHA_PREFIX, with_settings
 from dispatcher.errors import KernelError, ObjectFileError, VerifierError
 from dispatcher.kernel import bpf, loader
 from dispatcher.kernel.bpffs import remove_created
 from dispatcher.kernel.fd import OwnedFd
+from dispatcher.obj.actions import names_to_actions
 from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
 from dispatcher.obj.link import referenced_maps
 from dispatcher.obj.spec import ATTACH_XDP, PROG_TYPE_XDP, MapSpec
+from dispatcher.uapi import BPF_F_RDONLY_PROG
 
-BPF_F_RDONLY_PROG = 0x80
 __all__ = ["BuiltChain", "build", "components_from_description", "create_description_map",
-           "file_sha256", "read_description"]
+           "file_sha256"]
 
 
 def file_sha256(path: str) -> str:
@@ -47,7 +48,7 @@ class BuiltChain:
 
     prog: OwnedFd
     combined: combine.CombinedProgram
-    description: dict[str, object]
+    description: ChainDescription
     components: tuple[combine.LinkComponent, ...]
     new_pins: list[str] = field(default_factory=list)
     carried: dict[str, list[str]] = field(default_factory=dict)   # label -> maps kept by id
@@ -65,35 +66,31 @@ class BuiltChain:
         self.close()
 
 
-def _old_slot(old: Mapping[str, object] | None, c: combine.LinkComponent) -> dict[str, object] | None:
-    if old is None or c.kept_slot < 0:
+def _old_slot(old: ChainDescription | None, c: combine.LinkComponent) -> SlotDescription | None:
+    """The slot of the chain being rebuilt that ``c`` keeps, if it is the same object."""
+    if old is None or not 0 <= c.kept_slot < len(old.slots):
         return None
-    slots = old.get("slots")
-    if not isinstance(slots, list) or c.kept_slot >= len(slots):
-        return None
-    s = slots[c.kept_slot]
-    if not isinstance(s, dict):
-        return None
-    if s.get("sha256") != c.sha256 or s.get("program") != c.prog.name or not c.sha256:
+    s = old.slots[c.kept_slot]
+    if s.sha256 != c.sha256 or s.program != c.prog.name or not c.sha256:
         return None
     return s
 
 
-def _open_component(c: combine.LinkComponent, pin_root: str, old: Mapping[str, object] | None,
+def _open_component(c: combine.LinkComponent, pin_root: str, old: ChainDescription | None,
                     carried: list[str]) -> loader.LoadedObject:
     """Create (or reuse) the maps one component references."""
     spec = c.obj
     names = referenced_maps(spec, c.prog)
     prev = _old_slot(old, c)
-    prev_ids = prev.get("maps") if prev is not None else None
+    prev_ids = prev.map_ids if prev is not None else {}
     btf_fd = loader.load_btf(spec)
     lo = loader.LoadedObject(spec=spec, btf_fd=btf_fd, maps={})
     try:
         for m in spec.maps:
             if m.name not in names:
                 continue
-            mid = prev_ids.get(m.name) if isinstance(prev_ids, dict) else None
-            if isinstance(mid, int) and not m.pinning and not m.freeze:
+            mid = prev_ids.get(m.name)
+            if mid is not None and not m.pinning and not m.freeze:
                 fd = _reopen(mid, m)
                 if fd is not None:
                     lo.maps[m.name] = fd
@@ -124,9 +121,9 @@ def _reopen(map_id: int, m: MapSpec) -> OwnedFd | None:
     return fd
 
 
-def create_description_map(doc: Mapping[str, object]) -> OwnedFd:
+def create_description_map(desc: ChainDescription) -> OwnedFd:
     """ARRAY key 4, value JSON+NUL, max_entries 1, RDONLY_PROG, written once and frozen."""
-    value = combine.encode_description(doc)
+    value = description.encode(desc)
     btf, vid = combine.description_btf(len(value))
     with bpf.btf_load(btf.encode(), subject="chain description BTF") as btf_fd:
         try:
@@ -164,7 +161,7 @@ def _blame(comb: combine.CombinedProgram, log: str) -> str:
 
 
 def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
-          old: Mapping[str, object] | None = None,
+          old: ChainDescription | None = None,
           verifier_log: list[str] | None = None) -> BuiltChain:
     """Check, create maps, link and load a chain of ``comps`` (given in slot order)."""
     mode, checks = combine.check_components(comps)       # before touching the kernel
@@ -232,45 +229,36 @@ def _load(comb: combine.CombinedProgram, verifier_log: list[str] | None) -> Owne
                               hint=hint) from None
 
 
-def components_from_description(doc: Mapping[str, object], *, replaced: set[int] | None = None
+def components_from_description(desc: ChainDescription, *, replaced: set[int] | None = None
                                 ) -> list[combine.LinkComponent]:
     """Re-read the objects of a description's slots (for a rebuild). ``replaced`` slots are
     skipped. Errors name the slot when an object vanished or changed."""
     from dispatcher.obj.elf import read_object
-    from dispatcher.obj.spec import names_to_actions
 
     out = []
-    slots = doc.get("slots")
-    assert isinstance(slots, list)
-    for i, s in enumerate(slots):
+    for i, s in enumerate(desc.slots):
         if replaced and i in replaced:
             continue
-        label = str(s.get("label"))
-        path = str(s.get("object"))
         try:
-            sha = file_sha256(path)
+            sha = file_sha256(s.path)
         except OSError as e:
             raise ObjectFileError(
-                f"linked chain slot {i} ({label}): its object {path} cannot be read "
+                f"linked chain slot {i} ({s.label}): its object {s.path} cannot be read "
                 f"({e.strerror}); the chain cannot be rebuilt without it",
                 hint="restore the file, or unload this component or the whole chain") from None
-        if sha != s.get("sha256"):
+        if sha != s.sha256:
             raise ObjectFileError(
-                f"linked chain slot {i} ({label}): {path} changed since it was linked "
-                f"(sha256 {s.get('sha256')} -> {sha})",
+                f"linked chain slot {i} ({s.label}): {s.path} changed since it was linked "
+                f"(sha256 {s.sha256} -> {sha})",
                 hint="load the new version explicitly (unload the old one), or restore the file")
-        obj = read_object(path)
-        acts = s.get("actions")
-        prio = int(s.get("priority", 50))
-        bitmap = names_to_actions(list(acts) if isinstance(acts, list) else [])
-        settings = str(s.get("settings") or "")
-        pin_dir = str(s.get("pin_dir") or "")
-        if settings:          # redo a config entry's load-time overrides (globals, pins, frags)
-            obj, prog, pins = with_settings(obj, str(s.get("program")), settings)
+        obj = read_object(s.path)
+        pin_dir = s.pin_dir
+        if s.settings:        # redo a config entry's load-time overrides (globals, pins, frags)
+            obj, prog, pins = with_settings(obj, s.program, s.settings)
             pin_dir = pins or pin_dir
         else:
-            prog = obj.program(name=str(s.get("program")))
+            prog = obj.program(name=s.program)
         out.append(combine.LinkComponent(
-            obj, prog, label, prio, bitmap, sha, kept_slot=i, pin_dir=pin_dir,
-            settings=settings, source=str(s.get("source") or "")))
+            obj, prog, s.label, s.priority, names_to_actions(list(s.actions)), sha, kept_slot=i,
+            pin_dir=pin_dir, settings=s.settings, source=s.source))
     return out

@@ -18,17 +18,21 @@ chain is loaded without program BTF ("none"), which rules out callbacks and tail
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Mapping, Sequence
 
-from dispatcher.chain.description import DESC_MAP_NAME, MODE, parse_description
+from dispatcher.chain.description import (
+    DESC_MAP_NAME,
+    MODE,
+    ChainDescription,
+    SlotDescription,
+)
 from dispatcher.record import record
 
 __all__ = ["DESC_MAP_NAME", "MODE", "PROGRAM_NAME", "CombinedProgram", "ComponentCheck",
            "LinkComponent", "LinkError", "Slot", "check_components", "combine",
-           "description", "description_btf", "encode_description", "main_btf",
-           "main_insn_count", "parse_description", "sort_components"]
+           "description", "description_btf", "main_btf", "main_insn_count",
+           "sort_components"]
 from dispatcher.errors import ObjectFileError
 from dispatcher.obj import insn as I
 from dispatcher.obj.btf import (
@@ -56,7 +60,6 @@ from dispatcher.obj.spec import (
 
 PROGRAM_NAME = "xdp_chain"             # never "xdp_dispatcher" (libxdp would misread it)
 DESC_VAR_NAME = "bpf_metadata_xdp_chain"
-DESC_VERSION = 1
 
 MAX_COMPONENTS = 10
 MAX_FRAMES = 8                          # kernel MAX_CALL_FRAMES; main takes one
@@ -425,25 +428,14 @@ def combine(comps: Sequence[LinkComponent], map_fds: Sequence[Mapping[str, int]]
 # ------------------------------------------------------------------ description
 
 def description(comps: Sequence[LinkComponent], map_ids: Sequence[Mapping[str, int]],
-                btf_mode: str, tool_version: str = "") -> dict[str, object]:
-    """The JSON document stored in the description map (components in slot order)."""
-    return {
-        "version": DESC_VERSION, "mode": MODE, "tool": f"xdp-dispatch {tool_version}".strip(),
-        "btf": btf_mode, "frags": chain_frags(comps),
-        "slots": [{
-            "label": c.label, "priority": c.priority,
-            "actions": list(actions_to_names(c.actions)), "frags": c.frags,
-            "object": c.obj.path, "sha256": c.sha256, "program": c.prog.name,
-            "section": c.prog.section, "maps": dict(ids),
-            **({"pin_dir": c.pin_dir} if c.pin_dir else {}),
-            **({"settings": c.settings} if c.settings else {}),
-            **({"source": c.source} if c.source else {}),
-        } for c, ids in zip(comps, map_ids, strict=True)],
-    }
-
-
-def encode_description(doc: Mapping[str, object]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), sort_keys=False).encode() + b"\0"
+                btf_mode: str, tool_version: str = "") -> ChainDescription:
+    """What the description map records (components in slot order)."""
+    return ChainDescription(
+        f"xdp-dispatch {tool_version}".strip(), btf_mode, chain_frags(comps),
+        tuple(SlotDescription(
+            c.label, c.priority, actions_to_names(c.actions), c.frags, c.obj.path, c.sha256,
+            c.prog.name, c.prog.section, tuple(ids.items()), c.pin_dir, c.settings, c.source)
+            for c, ids in zip(comps, map_ids, strict=True)))
 
 
 def description_btf(value_size: int) -> tuple[Btf, int]:

@@ -5,6 +5,7 @@ object, program and settings: a config update), so its unpinned maps carry over.
 from __future__ import annotations
 
 from dispatcher.chain import rules
+from dispatcher.chain.description import ChainDescription
 from dispatcher.chain.model import ChangeRequest
 from dispatcher.chain.state import InterfaceState
 from dispatcher.record import record
@@ -13,7 +14,7 @@ from dispatcher.record import record
 @record
 class LinkedPlan:
     remove_all: bool
-    description: dict[str, object] | None    # the attached chain's, if it is a linked one
+    description: ChainDescription | None     # the attached chain's, if it is a linked one
     removed: frozenset[int]                  # its slots that go
     reuse: tuple[int, ...]                   # per added program: the removed slot it takes, or -1
 
@@ -21,13 +22,8 @@ class LinkedPlan:
     def empty(self) -> bool:
         """Nothing is left: the chain goes."""
         kept = 0 if self.description is None or self.remove_all else \
-            len(_slots(self.description)) - len(self.removed)
+            len(self.description.slots) - len(self.removed)
         return kept == 0 and not self.reuse
-
-
-def _slots(desc: dict[str, object]) -> list[dict[str, object]]:
-    slots = desc.get("slots")
-    return [s for s in slots if isinstance(s, dict)] if isinstance(slots, list) else []
 
 
 def plan(st: InterfaceState, req: ChangeRequest) -> LinkedPlan:
@@ -35,18 +31,16 @@ def plan(st: InterfaceState, req: ChangeRequest) -> LinkedPlan:
     desc = st.description if st.kind == "linked" else None
     removed: set[int] = set()
     if desc is not None and not remove_all:
-        labels = [str(s.get("label")) for s in _slots(desc)]
-        removed = rules.slots_named(req.iface, labels, req.remove_names)
+        removed = rules.slots_named(req.iface, desc.labels, req.remove_names)
     reusable = sorted(removed)
     reuse = []
     for n in req.add:
         hit = -1
         for i in reusable:
             assert desc is not None
-            s = _slots(desc)[i]
-            if n.sha256 and (s.get("label"), s.get("sha256"), s.get("program"),
-                             s.get("settings", "")) == (n.label or n.prog.name, n.sha256,
-                                                        n.prog.name, n.settings):
+            s = desc.slots[i]
+            if n.sha256 and (s.label, s.sha256, s.program, s.settings) == (
+                    n.label or n.prog.name, n.sha256, n.prog.name, n.settings):
                 hit = i
                 reusable.remove(i)
                 break
