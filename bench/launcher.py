@@ -10,12 +10,12 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def launcher(tmpdir: str) -> str:
-    """The `xdp-dispatch` command as scripts/install.sh writes it, running a copy of this
-    checkout's package in ``tmpdir`` (tmpfs: an installed package is on a local disk, while
-    the VM sees the checkout over 9p), byte-compiled as pip does."""
+def launcher(tmpdir: str, tree: str = REPO) -> str:
+    """The `xdp-dispatch` command as scripts/install.sh writes it, running a copy of the
+    package of ``tree`` (default: this checkout) in ``tmpdir`` (tmpfs: an installed package
+    is on a local disk, while the VM sees the checkout over 9p), byte-compiled as pip does."""
     pkg = os.path.join(tmpdir, "pkg")
-    shutil.copytree(os.path.join(REPO, "dispatcher"), os.path.join(pkg, "dispatcher"),
+    shutil.copytree(os.path.join(tree, "dispatcher"), os.path.join(pkg, "dispatcher"),
                     ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run([sys.executable, "-m", "compileall", "-q", pkg], check=True, env=env,

@@ -12,8 +12,7 @@ import os
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
-from dispatcher.chain import description, protocol
-from dispatcher.chain.description import ChainDescription
+from dispatcher.chain import protocol
 from dispatcher.chain.state import (
     Component,
     DispatcherInfo,
@@ -30,6 +29,7 @@ from dispatcher.kernel.fd import OwnedFd
 from dispatcher.uapi import BPF_F_RDONLY_PROG
 
 if TYPE_CHECKING:
+    from dispatcher.chain.description import ChainDescription
     from dispatcher.obj.btf import Btf
 
 
@@ -204,6 +204,8 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
 
 def read_description(prog_fd: int) -> ChainDescription | None:
     """The description of the linked chain ``prog_fd`` is, or None."""
+    from dispatcher.chain import description  # json: only when a plain program is attached
+
     info = bpf.prog_info(prog_fd)
     if not info.map_ids:
         return None

@@ -7,10 +7,14 @@ rules, so they can be tested without a kernel.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dispatcher.chain import protocol
-from dispatcher.chain.description import ChainDescription
 from dispatcher.obj.actions import actions_to_names
 from dispatcher.record import record
+
+if TYPE_CHECKING:  # the description (and json) only where a linked chain is read
+    from dispatcher.chain.description import ChainDescription
 
 BPF_F_RDONLY_PROG = 0x80
 
