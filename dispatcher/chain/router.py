@@ -73,14 +73,36 @@ def change(req: ChangeRequest, *, notice: Notice | None = None,
     return pending.result
 
 
+def attached_everywhere() -> tuple[set[int], list[str]]:
+    """The ids of every XDP program attached to an interface in any network namespace we
+    can see (bpffs is shared by all of them), and the namespaces we could not read."""
+    from dispatcher.kernel.netns import every_namespace
+
+    paths, problems = every_namespace()
+    ids: set[int] = set()
+    for path in paths:
+        try:
+            links = netlink.list_links(netns=path)
+        except XdpDispatchError as e:
+            if os.path.exists(path):
+                problems.append(f"{path}: {e.message}")
+            continue
+        for xs in links:
+            ids |= {xs.drv_prog_id, xs.skb_prog_id, xs.hw_prog_id} - {0}
+    return ids, problems
+
+
 def clean(root: str, iface: str | None = None, netns: str | None = None) -> list[str]:
-    """Remove pin directories whose dispatcher is no longer attached (and nothing else)."""
+    """Remove the pin directories of dispatchers that are attached nowhere (and nothing
+    else). A dispatcher still attached in another network namespace keeps its pins; when
+    some namespace cannot be read, nothing is removed but what is provably stale."""
     sdir = lock_dir(root)
     if not os.path.isdir(sdir):
         return []
     only = netlink.ifindex_of(iface, netns=netns) if iface else None
     removed = []
-    with protocol_lock(root):
+    with protocol_lock(root):            # a change pins and swaps under it: no gap to see
+        attached, problems = attached_everywhere()
         for name in sorted(os.listdir(sdir)):
             parsed = protocol.parse_pin_dir_name(name)
             if parsed is None or not os.path.isdir(os.path.join(sdir, name)):
@@ -88,13 +110,19 @@ def clean(root: str, iface: str | None = None, netns: str | None = None) -> list
             ifindex, did = parsed
             if only is not None and ifindex != only:
                 continue
-            try:
-                xs = netlink.read_xdp(ifindex, netns=netns)
-                current = {xs.drv_prog_id, xs.skb_prog_id}
-            except XdpDispatchError:
-                current = set()
-            if did in current:
+            if did in attached or (problems and _maybe_attached(ifindex, did, netns)):
                 continue
             remove_pin_dir(os.path.join(sdir, name))
             removed.append(os.path.join(sdir, name))
     return removed
+
+
+def _maybe_attached(ifindex: int, did: int, netns: str | None) -> bool:
+    """Where a namespace could not be read: libxdp's own test (the interface of that
+    index, in the namespace asked about, runs that dispatcher) decides only if it says
+    'stale' for sure: the interface exists there and runs something else."""
+    try:
+        xs = netlink.read_xdp(ifindex, netns=netns)
+    except XdpDispatchError:
+        return True
+    return did in {xs.drv_prog_id, xs.skb_prog_id}

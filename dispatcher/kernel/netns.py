@@ -51,3 +51,36 @@ def entered(path: str) -> Iterator[None]:
             os.close(own)
     finally:
         os.close(target)
+
+
+def every_namespace(run_dir: str = "/var/run/netns") -> tuple[list[str], list[str]]:
+    """A path to each network namespace this process can see, each namespace once: its
+    own, the named ones (``ip netns``), and every process's. Returns (paths, problems):
+    a namespace that could not be looked at is named in ``problems``."""
+    paths: list[str] = []
+    problems: list[str] = []
+    seen: set[tuple[int, int]] = set()
+
+    def add(path: str) -> None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return                           # a process that exited meanwhile
+        except OSError as e:
+            problems.append(f"{path}: {e.strerror}")
+            return
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            paths.append(path)
+
+    add("/proc/self/ns/net")
+    for d, sub in ((run_dir, ""), ("/proc", "ns/net")):
+        try:
+            names = sorted(os.listdir(d))
+        except FileNotFoundError:
+            continue
+        for n in names:
+            if sub and not n.isdigit():
+                continue
+            add(os.path.join(d, n, sub) if sub else os.path.join(d, n))
+    return paths, problems
