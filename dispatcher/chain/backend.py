@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dispatcher.record import record
 
 if TYPE_CHECKING:
-    from dispatcher.chain.model import ChangeRequest, Notice
+    from collections.abc import Callable
+
+    from dispatcher.chain.model import ChangeRequest, ChangeResult, Notice
     from dispatcher.chain.observe import OpenChain
     from dispatcher.chain.pending import PendingChange
     from dispatcher.chain.state import InterfaceState
@@ -34,6 +36,14 @@ class Attempt:
     new_mode_flags: int          # the mode the request attaches in
     notice: Notice | None = None
     verifier_log: list[str] | None = None
+    before_swap: Callable[[ChangeResult], None] | None = None
+
+    def about_to_swap(self, preview: ChangeResult) -> None:
+        """Called with what the interface will run, right before the swap: the caller
+        records its intent (ownership) so that a crash after the swap leaves nothing the
+        next run cannot recognise."""
+        if self.before_swap is not None:
+            self.before_swap(preview)
 
 
 class ChainBackend(Protocol):

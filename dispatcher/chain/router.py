@@ -11,6 +11,7 @@ back exactly (``rollback()``) until ``commit()``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from dispatcher.chain import observe, protocol, rules
@@ -43,8 +44,11 @@ def _freplace_supported() -> bool:
 
 
 def begin(req: ChangeRequest, *, notice: Notice | None = None,
-          verifier_log: list[str] | None = None) -> PendingChange:
-    """The change up to the swap; ``commit()`` or ``rollback()`` the result."""
+          verifier_log: list[str] | None = None,
+          before_swap: Callable[[ChangeResult], None] | None = None) -> PendingChange:
+    """The change up to the swap; ``commit()`` or ``rollback()`` the result.
+    ``before_swap(preview)`` runs right before the swap, with the ids the interface is
+    about to run (see ``backend.Attempt.about_to_swap``)."""
     rules.check_request(req)
     ifindex = netlink.ifindex_of(req.iface, netns=req.netns)
 
@@ -59,7 +63,7 @@ def begin(req: ChangeRequest, *, notice: Notice | None = None,
             plan = backend.plan(st, req)
             at = Attempt(req, ifindex, old, held,
                          MODE_FLAGS.get(st.mode or req.mode, MODE_FLAGS[req.mode]),
-                         MODE_FLAGS[req.mode], notice, verifier_log)
+                         MODE_FLAGS[req.mode], notice, verifier_log, before_swap)
             return backend.execute(plan, at)
 
     return with_retries(req.iface, attempt)

@@ -255,21 +255,25 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     pending: list[tuple[InterfacePlan, PendingChange]] = []
     owners_new: list[Owner] = []
     dropped: set[int] = set()
+    intent = _Intent()
     try:
         for p in plans:
             if not p.changed:
                 continue
             try:
-                pc = _begin_interface(p, objects, root, notice,
+                pc = _begin_interface(p, objects, root, notice, intent,
                                       source=os.path.abspath(cfg.source))
             except XdpDispatchError as e:
-                raise _failed_at(e, p, pending) from None
+                err = _failed_at(e, p, pending)
+                intent.undo()
+                raise err from None
             pending.append((p, pc))
             owners_new += _owners(p, pc.result, os.path.abspath(cfg.source))
             dropped |= {i.prog_id for i in p.items if i.action in (REMOVE, UPGRADE) and i.prog_id}
     except BaseException:
         if pending:      # not yet restored (a KeyboardInterrupt or a bug, not an apply error)
             _restore(pending)
+            intent.undo()
         raise
     for _p, pc in pending:
         pc.commit()
@@ -280,8 +284,29 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     return plans
 
 
+class _Intent:
+    """Ownership records written right before each swap, so that a crash between a swap
+    and the end of the apply leaves programs the next run recognises as this config's
+    (records of programs that are never attached go with their programs). Undone
+    exactly if the whole apply is rolled back."""
+
+    def __init__(self) -> None:
+        self.before: bytes | None = None
+        self.written = False
+
+    def record(self, owners: list[Owner]) -> None:
+        if not self.written:
+            self.before, self.written = ownership.snapshot(), True
+        ownership.update(owners, set())
+
+    def undo(self) -> None:
+        if self.written:
+            ownership.restore(self.before)
+            self.written = False
+
+
 def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str,
-                     notice: Callable[[str], None] | None,
+                     notice: Callable[[str], None] | None, intent: _Intent,
                      source: str = "") -> PendingChange:
     if p.linked:
         # A linked chain is rebuilt as a whole: remove by name what goes or changes, add
@@ -295,7 +320,7 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
                                      source=source))
         return router.begin(request(p.iface, mode=p.mode, add=new_l, remove_names=names,
                                     netns=p.netns, root=root, dispatch=p.dispatch),
-                            notice=notice)
+                            notice=notice)   # a linked chain's description names its owners
     add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
     new = []
     for i in add_items:
@@ -304,9 +329,11 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
     remove = {i.prog_id for i in p.items if i.action in (REMOVE, UPGRADE) and i.prog_id}
     upd = {i.prog_id: (i.desired.priority, i.desired.actions) for i in p.items
            if i.action == UPDATE and i.prog_id and i.desired}
+
     return router.begin(request(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
                                 netns=p.netns, root=root, dispatch=p.dispatch),
-                        notice=notice)
+                        notice=notice,
+                        before_swap=lambda preview: intent.record(_owners(p, preview, source)))
 
 
 def _owners(p: InterfacePlan, res: ChangeResult, source: str) -> list[Owner]:

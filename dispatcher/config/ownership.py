@@ -90,3 +90,29 @@ def update(add: list[Owner], drop: set[int]) -> None:
             json.dump({"version": 1, "programs": [o.to_json() for o in cur.values()]}, f,
                       indent=1)
         os.replace(tmp, records_path())
+
+
+def snapshot() -> bytes | None:
+    """The records file's bytes (None: no file), for ``restore``."""
+    try:
+        with open(records_path(), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def restore(data: bytes | None) -> None:
+    """Put the records file back as ``snapshot`` found it (an apply rolled back whole)."""
+    with DirLock(state_dir()):
+        if data is None:
+            try:
+                os.unlink(records_path())
+            except FileNotFoundError:
+                pass
+            return
+        import tempfile  # only when writing
+
+        fd, tmp = tempfile.mkstemp(dir=state_dir(), prefix=".owned.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, records_path())

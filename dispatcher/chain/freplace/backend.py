@@ -122,6 +122,8 @@ def _dispatcher(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
             ids.append((i, name, pid))
             if members[i].new >= 0:
                 new_ids[members[i].new] = pid
+        result = ChangeResult(req.iface, at.ifindex, "dispatcher", disp_id, tuple(ids),
+                              new_ids=tuple(new_ids))
         new_fd = disp.prog.fd.dup()        # held: a rollback expects it to be the attached one
         at.held.callback(new_fd.close)
         with protocol_lock(req.root):      # from pinning to the swap (see pending.py)
@@ -131,14 +133,13 @@ def _dispatcher(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
                     bpf.obj_pin(link.fd, f"{pdir}/prog{i}-link")
                     bpf.obj_pin(prog_fd, f"{pdir}/prog{i}-prog")
                 failpoints.hit("pinned", req.iface)
+                at.about_to_swap(result)
                 swap(at.ifindex, disp.fd, at.observed.main_fd, at.new_mode_flags, req.netns)
             except BaseException:
                 remove_pin_dir(pdir)
                 raise
         swapped = True
-        return _result(at, ChangeResult(req.iface, at.ifindex, "dispatcher", disp_id,
-                                        tuple(ids), new_ids=tuple(new_ids)),
-                       old_fd=at.observed.main_fd, new_fd=new_fd,
+        return _result(at, result, old_fd=at.observed.main_fd, new_fd=new_fd,
                        old_pin_dir=plan.old_pin_dir, new_pin_dir=pdir,
                        new_map_pins=new_map_pins)
 
@@ -152,17 +153,18 @@ def _direct(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
                                        verifier_log=at.verifier_log,
                                        log_level=1 if at.verifier_log is not None else 0)
     at.held.callback(p.fd.close)
+    pid = p.info().id
+    result = ChangeResult(req.iface, at.ifindex, "legacy", 0, ((0, n.prog.name, pid),),
+                          new_ids=(pid,))
     with lo:
         try:
+            at.about_to_swap(result)
             swap(at.ifindex, p.fd.fd, at.observed.main_fd, at.new_mode_flags, req.netns)
         except BaseException:
             lo.unpin_new()
             raise
-        pid = p.info().id
         pins = lo.created()
     if at.notice:
         at.notice(f"the running kernel refuses freplace ({plan.probe_detail}); attached "
                   f"{n.prog.name} directly, without a dispatcher (like libxdp)")
-    return _result(at, ChangeResult(req.iface, at.ifindex, "legacy", 0,
-                                    ((0, n.prog.name, pid),), new_ids=(pid,)),
-                   old_fd=at.observed.main_fd, new_fd=p.fd, new_map_pins=pins)
+    return _result(at, result, old_fd=at.observed.main_fd, new_fd=p.fd, new_map_pins=pins)
