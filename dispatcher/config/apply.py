@@ -27,9 +27,10 @@ from dispatcher.config.plan import (
 from dispatcher.errors import ConfigError, XdpDispatchError
 from dispatcher.kernel import bpffs, netlink
 from dispatcher.obj.elf import parse_cached, read_bytes, read_object
-from dispatcher.obj.spec import BPF_F_XDP_HAS_FRAGS, ObjectSpec, names_to_actions
+from dispatcher.obj.spec import ObjectSpec, names_to_actions
 from dispatcher.obj.variables import with_overrides
 from dispatcher.record import replace
+from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS, BPF_PROG_TYPE_XDP
 
 
 @dataclass
@@ -74,7 +75,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                                          f"{p.pin_maps} is not on a BPF filesystem (bpffs)"))
             obj = objects.get(p.object) or objects.setdefault(p.object, read_object(p.object))
             prog = obj.program(name=p.program, section=p.section) if (p.program or p.section) \
-                else next(x for x in obj.programs if x.prog_type == 6)
+                else next(x for x in obj.programs if x.prog_type == BPF_PROG_TYPE_XDP)
             prio = p.priority if p.priority is not None else prog.run_config.priority
             acts = names_to_actions(p.chain_call_actions) if p.chain_call_actions is not None \
                 else prog.run_config.chain_call_actions

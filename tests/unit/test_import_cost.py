@@ -18,8 +18,7 @@ import sys
 
 import pytest
 
-from dispatcher import api, cli
-from dispatcher.obj import spec
+from dispatcher import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -144,10 +143,6 @@ def test_help_text_wraps_at_the_terminal_width(monkeypatch: pytest.MonkeyPatch) 
     assert max(len(line) for line in text.splitlines()) <= 48
     monkeypatch.setenv("COLUMNS", "300")
     assert max(len(line) for line in cli._build_parser().format_help().splitlines()) > 50
-
-
-def test_api_xdp_type_is_the_spec_constant() -> None:
-    assert api.PROG_TYPE_XDP == spec.PROG_TYPE_XDP
 
 
 def test_launcher_runs_without_site(tmp_path: os.PathLike[str]) -> None:
