@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable
 from functools import cache
 
+from dispatcher import caches
 from dispatcher.errors import KernelError, VerifierError
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.record import record
@@ -116,6 +117,15 @@ def _bump_memlock() -> None:
                            (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     except (ValueError, OSError):
         pass
+
+
+def _forget_memlock() -> None:
+    global _memlock_bumped
+    _memlock_bumped = False
+
+
+caches.register("kernel.bpf.memlock_bumped", _forget_memlock)
+caches.register("kernel.bpf.nr_bpf", _nr_bpf.cache_clear)
 
 
 class _Attr:
@@ -226,6 +236,9 @@ def possible_cpus() -> int:
         lo, _, hi = part.partition("-")
         count += (int(hi) if hi else int(lo)) - int(lo) + 1
     return count
+
+
+caches.register("kernel.bpf.possible_cpus", possible_cpus.cache_clear)
 
 
 def percpu_value_size(value_size: int) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dispatcher import uapi
+from dispatcher import caches, uapi
 from dispatcher.errors import InterfaceError, NetlinkOpError
 from dispatcher.record import record
 
@@ -195,6 +195,14 @@ def _pyroute2() -> _Pyroute2:
     if _P2 is None:
         _P2 = _Pyroute2()
     return _P2
+
+
+def _forget_pyroute2() -> None:
+    global _P2
+    _P2 = None
+
+
+caches.register("kernel.netlink.pyroute2_classes", _forget_pyroute2)
 
 
 class _Rtnl:

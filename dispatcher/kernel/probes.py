@@ -11,7 +11,7 @@ import errno
 import os
 from collections.abc import Callable
 
-from dispatcher import uapi
+from dispatcher import caches, uapi
 from dispatcher.errors import KernelError, XdpDispatchError
 from dispatcher.kernel import bpf
 from dispatcher.record import record
@@ -31,6 +31,7 @@ class Probe:
 
 
 _cache: dict[str, Probe] = {}
+caches.register("kernel.probes.results", _cache.clear)
 
 
 def _cached(name: str, min_kernel: str, fn: Callable[[], str]) -> Probe:

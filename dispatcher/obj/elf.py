@@ -12,6 +12,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from dispatcher import caches
 from dispatcher.errors import ObjectFileError
 from dispatcher.obj.btf import Btf, BtfFormatError, BtfKind, BtfType
 from dispatcher.obj.btf_ext import BtfExt
@@ -165,6 +166,7 @@ def is_data_section(name: str) -> bool:
 #: Specs are immutable, so sharing them is safe; the bytes themselves are the key.
 _PARSED: dict[tuple[str, bytes], ObjectSpec] = {}
 _PARSED_MAX = 32
+caches.register("obj.elf.parsed", _PARSED.clear)
 
 
 def read_bytes(path: str) -> bytes:
