@@ -61,7 +61,7 @@ _MODE_NAMES = {XDP_ATTACHED_DRV: "native", XDP_ATTACHED_SKB: "skb", XDP_ATTACHED
 
 NETNS_RUN_DIR = "/var/run/netns"
 
-_IFNAME_RE = re.compile(r"^[^/\s:]{1,15}$")
+_IFNAME_RE = re.compile(rf"^[^/\s:]{{1,{uapi.IFNAMSIZ - 1}}}$")
 
 
 @record

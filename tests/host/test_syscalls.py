@@ -547,7 +547,7 @@ def test_ensure_bpffs_mounts_in_private_mount_namespace() -> None:
         pytest.skip("util-linux `unshare` not installed")
     code = (
         "import sys, tempfile; sys.path.insert(0, sys.argv[1])\n"
-        "from dispatcher.syscalls import bpffs\n"
+        "from dispatcher.kernel import bpffs\n"
         "d = tempfile.mkdtemp(); msgs = []\n"
         "assert not bpffs.is_bpffs(d)\n"
         "assert bpffs.ensure_bpffs(d, notice=msgs.append) == d\n"
