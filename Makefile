@@ -4,6 +4,7 @@
 
 SHELL := /bin/bash
 PYTHON ?= $(firstword $(wildcard .venv/bin/python) python3)
+LINT_IMPORTS ?= $(firstword $(wildcard .venv/bin/lint-imports) lint-imports)
 
 # BPF objects: bpf/*.c -> dispatcher/bpf/*.o (shipped inside the Python
 # package), bpf/examples/*.c -> bpf/examples/*.o (committed next to sources).
@@ -48,9 +49,11 @@ hosttest:
 vmtest:
 	bash scripts/vmtest.sh $(KERNELS)
 
+# ruff, mypy --strict, then the layer contracts of pyproject's [tool.importlinter].
 lint:
 	$(PYTHON) -m ruff check dispatcher tests
 	$(PYTHON) -m mypy
+	$(LINT_IMPORTS) --no-cache
 
 bench:
 	@if [ -f bench/run.py ]; then $(PYTHON) bench/run.py; else echo "bench/run.py not present"; fi

@@ -22,7 +22,7 @@ sys.path.insert(0, REPO)
 
 from dispatcher.kernel import loader  # noqa: E402
 from dispatcher.obj.elf import read_object  # noqa: E402
-from dispatcher.obj.spec import PROG_TYPE_XDP  # noqa: E402
+from dispatcher.uapi import BPF_PROG_TYPE_XDP  # noqa: E402
 from tests.objects import all_objects  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def ours(path: str, pin_root: str) -> float:
     spec = read_object(path)
     with loader.open_object(spec, pin_root=pin_root) as lo:
         for prog in spec.programs:
-            if prog.prog_type == PROG_TYPE_XDP:
+            if prog.prog_type == BPF_PROG_TYPE_XDP:
                 loader.load_program(lo, prog).close()
     return time.perf_counter() - t
 
@@ -55,7 +55,7 @@ def main() -> int:
         rows = []
         for path in all_objects():
             spec = read_object(path)
-            if not any(p.prog_type == PROG_TYPE_XDP for p in spec.programs) or "reject" in path:
+            if not any(p.prog_type == BPF_PROG_TYPE_XDP for p in spec.programs) or "reject" in path:
                 continue
             o = statistics.median(ours(path, pin_root) for _ in range(args.repeat))
             b = statistics.median(bpftool(path) for _ in range(args.repeat))

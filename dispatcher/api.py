@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from dispatcher import uapi
 from dispatcher.errors import ObjectFileError, UsageError
 from dispatcher.kernel.netlink import MODES as _ALL_MODES
 from dispatcher.kernel.privileges import require_root
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 # them: `status` must not pay for the ELF reader, the linker or the loader.
 
 MODES = {k: v for k, v in _ALL_MODES.items() if k != "unspecified"}
-PROG_TYPE_XDP = 6  # BPF_PROG_TYPE_XDP (== dispatcher.obj.spec.PROG_TYPE_XDP)
 
 
 @record
@@ -52,7 +52,7 @@ def read_object(path: str) -> ObjectSpec:
 def select_program(obj: ObjectSpec, *, section: str | None = None,
                    prog_name: str | None = None) -> ProgramSpec:
     if section is None and prog_name is None:
-        xdp = [p for p in obj.programs if p.prog_type == PROG_TYPE_XDP]
+        xdp = [p for p in obj.programs if p.prog_type == uapi.BPF_PROG_TYPE_XDP]
         if not xdp:
             raise ObjectFileError(f"{obj.path}: the object contains no XDP program")
         return xdp[0]
@@ -101,7 +101,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
     for path in objects:
         obj = parsed.get(path) or parsed.setdefault(path, read_object(path))
         prog = select_program(obj, section=section, prog_name=prog_name)
-        if prog.prog_type != PROG_TYPE_XDP:
+        if prog.prog_type != uapi.BPF_PROG_TYPE_XDP:
             raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")
         prio = priority if priority is not None else prog.run_config.priority
         acts = parse_actions(actions) if actions is not None else prog.run_config.chain_call_actions
@@ -122,7 +122,7 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
 
     obj = read_object(path)
     prog = select_program(obj, section=section, prog_name=prog_name)
-    if prog.prog_type != PROG_TYPE_XDP:
+    if prog.prog_type != uapi.BPF_PROG_TYPE_XDP:
         raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
@@ -161,10 +161,10 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
     root = _root(None)
     xs = netlink.read_xdp_by_name(iface, netns=netns)
     ifindex = xs.ifindex
-    cur_mode = {4: "native", 2: "skb"}.get(4 if xs.drv_prog_id else 2 if xs.skb_prog_id else 0)
+    cur_mode = "native" if xs.drv_prog_id else "skb" if xs.skb_prog_id else None
     ids_set = set(ids)
     if xs.hw_prog_id and (all or xs.hw_prog_id in ids_set):
-        netlink.detach_xdp(ifindex, 8, netns=netns)
+        netlink.detach_xdp(ifindex, uapi.XDP_FLAGS_HW_MODE, netns=netns)
         ids_set.discard(xs.hw_prog_id)
         if not all and not ids_set:
             return None

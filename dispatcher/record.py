@@ -10,6 +10,21 @@ keyword), ``__repr__``, ``__eq__``, ``__hash__``, ``__match_args__``, ``__slots_
 immutability; methods the class defines itself are kept -- built from plain closures.
 Type checkers see it as a frozen dataclass transform; ``tests/unit/test_record.py``
 checks it against ``dataclasses`` on the same classes.
+
+When to use which (checked by ``tests/unit/test_import_cost.py``):
+
+* ``@record`` in every module that ``status`` (and ``--help``, ``import dispatcher``)
+  imports: none of them imports ``dataclasses``, at module level or in a function (but
+  ``replace`` below, for dataclass instances, which exist only once it is imported), and
+  running ``status`` leaves ``dataclasses`` and ``inspect`` unimported. A value class that
+  a start-up path might import later (state, protocol, netlink, bpf, render...) uses
+  ``@record`` too, and so does any new frozen value class that fits it.
+* ``dataclasses`` only in modules off that path, and only for what ``@record`` lacks:
+  mutable classes (``kernel.loader``'s loader, the chain builders' accumulators),
+  ``field(default_factory=...)``, ``__post_init__`` checks (``obj.insn.Insn``),
+  ``cached_property`` (``obj.btf``, which needs a ``__dict__``), or where the command
+  imports ``dataclasses`` anyway (``config``: pydantic does). ``load`` pays for it today
+  through the ELF reader (``obj.btf``, ``obj.insn``).
 """
 
 from __future__ import annotations

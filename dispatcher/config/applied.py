@@ -30,7 +30,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from dispatcher import __version__
+from dispatcher import __version__, caches
 from dispatcher.chain import protocol
 from dispatcher.config import ownership
 from dispatcher.errors import XdpDispatchError
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from dispatcher.config.plan import InterfacePlan
 
 RECORD_VERSION = 1
-_PKG = os.path.dirname(os.path.abspath(__file__))
+#: The package's root directory (this module is dispatcher/config/applied.py).
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _record_path(config: str) -> str:
@@ -54,6 +55,7 @@ def file_sha(path: str) -> str:
 
 
 _STAMP: list[str] = []
+caches.register("config.applied.code_stamp", _STAMP.clear)
 
 
 def _code_stamp() -> str:

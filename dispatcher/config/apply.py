@@ -37,6 +37,7 @@ from dispatcher.kernel import bpffs, netlink
 from dispatcher.obj.elf import parse_cached, read_bytes, read_object
 from dispatcher.obj.spec import ObjectSpec, names_to_actions
 from dispatcher.record import replace
+from dispatcher.uapi import BPF_PROG_TYPE_XDP
 
 
 @dataclass
@@ -81,7 +82,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                                          f"{p.pin_maps} is not on a BPF filesystem (bpffs)"))
             obj = objects.get(p.object) or objects.setdefault(p.object, read_object(p.object))
             prog = obj.program(name=p.program, section=p.section) if (p.program or p.section) \
-                else next(x for x in obj.programs if x.prog_type == 6)
+                else next(x for x in obj.programs if x.prog_type == BPF_PROG_TYPE_XDP)
             prio = p.priority if p.priority is not None else prog.run_config.priority
             acts = names_to_actions(p.chain_call_actions) if p.chain_call_actions is not None \
                 else prog.run_config.chain_call_actions

@@ -30,13 +30,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dispatcher.errors import ConfigError, ObjectFileError
+from dispatcher.obj.actions import XDP_ACTIONS
 from dispatcher.obj.elf import read_object as _default_read_object
 from dispatcher.obj.spec import ObjectSpec
 from dispatcher.obj.variables import OverrideError, check_override
+from dispatcher.uapi import IFNAMSIZ
 
-XDP_ACTIONS = ("XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT")
 MAX_ENABLED_PROGRAMS = 10
-IFNAMSIZ = 16
 PRIORITY_MAX = 1000
 _GLOB_CHARS = "*?["
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

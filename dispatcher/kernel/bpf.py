@@ -2,7 +2,7 @@
 
 Thin, typed wrappers, one per command, over a ctypes ``syscall()``. Every
 ``union bpf_attr`` is a zero-filled 144-byte buffer in which only the fields
-of the command are set (offsets are hard-coded from the UAPI; see
+of the command are set (numbers from ``dispatcher.uapi``, offsets hard-coded from the UAPI; see
 ``loader.md`` section 1). Every failure raises ``KernelError`` (or
 ``VerifierError`` for a rejected program) that keeps the command name and the
 errno. Every fd the kernel returns comes back wrapped in an ``OwnedFd``.
@@ -20,184 +20,45 @@ import struct
 from collections.abc import Callable
 from functools import cache
 
+from dispatcher import caches
 from dispatcher.errors import KernelError, VerifierError
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.record import record
+from dispatcher.uapi import (
+    BPF_BTF_GET_FD_BY_ID,
+    BPF_BTF_GET_NEXT_ID,
+    BPF_BTF_LOAD,
+    BPF_CMD_NAMES,
+    BPF_ENABLE_STATS,
+    BPF_F_REPLACE,
+    BPF_LINK_CREATE,
+    BPF_LINK_DETACH,
+    BPF_LINK_GET_FD_BY_ID,
+    BPF_LINK_GET_NEXT_ID,
+    BPF_LINK_UPDATE,
+    BPF_MAP_CREATE,
+    BPF_MAP_DELETE_ELEM,
+    BPF_MAP_FREEZE,
+    BPF_MAP_GET_FD_BY_ID,
+    BPF_MAP_GET_NEXT_ID,
+    BPF_MAP_GET_NEXT_KEY,
+    BPF_MAP_LOOKUP_ELEM,
+    BPF_MAP_UPDATE_ELEM,
+    BPF_OBJ_GET,
+    BPF_OBJ_GET_INFO_BY_FD,
+    BPF_OBJ_NAME_LEN,
+    BPF_OBJ_PIN,
+    BPF_PROG_GET_FD_BY_ID,
+    BPF_PROG_GET_NEXT_ID,
+    BPF_PROG_LOAD,
+    BPF_PROG_TEST_RUN,
+    BPF_RAW_TRACEPOINT_OPEN,
+    BPF_STATS_RUN_TIME,
+)
 
-# --------------------------------------------------------------------------
-# UAPI constants (spelled as in linux/bpf.h)
-# --------------------------------------------------------------------------
-
-# enum bpf_cmd
-BPF_MAP_CREATE = 0
-BPF_MAP_LOOKUP_ELEM = 1
-BPF_MAP_UPDATE_ELEM = 2
-BPF_MAP_DELETE_ELEM = 3
-BPF_MAP_GET_NEXT_KEY = 4
-BPF_PROG_LOAD = 5
-BPF_OBJ_PIN = 6
-BPF_OBJ_GET = 7
-BPF_PROG_ATTACH = 8
-BPF_PROG_DETACH = 9
-BPF_PROG_TEST_RUN = 10
-BPF_PROG_GET_NEXT_ID = 11
-BPF_MAP_GET_NEXT_ID = 12
-BPF_PROG_GET_FD_BY_ID = 13
-BPF_MAP_GET_FD_BY_ID = 14
-BPF_OBJ_GET_INFO_BY_FD = 15
-BPF_PROG_QUERY = 16
-BPF_RAW_TRACEPOINT_OPEN = 17
-BPF_BTF_LOAD = 18
-BPF_BTF_GET_FD_BY_ID = 19
-BPF_MAP_FREEZE = 22
-BPF_BTF_GET_NEXT_ID = 23
-BPF_LINK_CREATE = 28
-BPF_LINK_UPDATE = 29
-BPF_LINK_GET_FD_BY_ID = 30
-BPF_LINK_GET_NEXT_ID = 31
-BPF_ENABLE_STATS = 32
-BPF_LINK_DETACH = 34
-
-_CMD_NAMES = {
-    v: k for k, v in dict(globals()).items()
-    if k.startswith("BPF_") and isinstance(v, int)
-}
-
-# enum bpf_prog_type
-BPF_PROG_TYPE_UNSPEC = 0
-BPF_PROG_TYPE_SOCKET_FILTER = 1
-BPF_PROG_TYPE_KPROBE = 2
-BPF_PROG_TYPE_SCHED_CLS = 3
-BPF_PROG_TYPE_SCHED_ACT = 4
-BPF_PROG_TYPE_TRACEPOINT = 5
-BPF_PROG_TYPE_XDP = 6
-BPF_PROG_TYPE_PERF_EVENT = 7
-BPF_PROG_TYPE_RAW_TRACEPOINT = 17
-BPF_PROG_TYPE_TRACING = 26
-BPF_PROG_TYPE_STRUCT_OPS = 27
-BPF_PROG_TYPE_EXT = 28
-BPF_PROG_TYPE_LSM = 29
-BPF_PROG_TYPE_SYSCALL = 31
-BPF_PROG_TYPE_NETFILTER = 32
-
-# enum bpf_map_type
-BPF_MAP_TYPE_UNSPEC = 0
-BPF_MAP_TYPE_HASH = 1
-BPF_MAP_TYPE_ARRAY = 2
-BPF_MAP_TYPE_PROG_ARRAY = 3
-BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
-BPF_MAP_TYPE_PERCPU_HASH = 5
-BPF_MAP_TYPE_PERCPU_ARRAY = 6
-BPF_MAP_TYPE_STACK_TRACE = 7
-BPF_MAP_TYPE_CGROUP_ARRAY = 8
-BPF_MAP_TYPE_LRU_HASH = 9
-BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
-BPF_MAP_TYPE_LPM_TRIE = 11
-BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
-BPF_MAP_TYPE_HASH_OF_MAPS = 13
-BPF_MAP_TYPE_DEVMAP = 14
-BPF_MAP_TYPE_SOCKMAP = 15
-BPF_MAP_TYPE_CPUMAP = 16
-BPF_MAP_TYPE_XSKMAP = 17
-BPF_MAP_TYPE_SOCKHASH = 18
-BPF_MAP_TYPE_CGROUP_STORAGE = 19
-BPF_MAP_TYPE_REUSEPORT_SOCKARRAY = 20
-BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE = 21
-BPF_MAP_TYPE_QUEUE = 22
-BPF_MAP_TYPE_STACK = 23
-BPF_MAP_TYPE_SK_STORAGE = 24
-BPF_MAP_TYPE_DEVMAP_HASH = 25
-BPF_MAP_TYPE_STRUCT_OPS = 26
-BPF_MAP_TYPE_RINGBUF = 27
-BPF_MAP_TYPE_INODE_STORAGE = 28
-BPF_MAP_TYPE_TASK_STORAGE = 29
-BPF_MAP_TYPE_BLOOM_FILTER = 30
-BPF_MAP_TYPE_USER_RINGBUF = 31
-BPF_MAP_TYPE_CGRP_STORAGE = 32
-
-#: Map types whose user-space value is one slot per possible CPU.
-PERCPU_MAP_TYPES = frozenset({
-    BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
-    BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE,
-})
-
-# enum bpf_attach_type (the ones this project touches)
-BPF_CGROUP_INET_INGRESS = 0
-BPF_TRACE_RAW_TP = 23
-BPF_TRACE_FENTRY = 24
-BPF_TRACE_FEXIT = 25
-BPF_MODIFY_RETURN = 26
-BPF_LSM_MAC = 27
-BPF_TRACE_ITER = 28
-BPF_XDP_DEVMAP = 33
-BPF_XDP_CPUMAP = 35
-BPF_SK_LOOKUP = 36
-BPF_XDP = 37
-
-# enum bpf_link_type
-BPF_LINK_TYPE_UNSPEC = 0
-BPF_LINK_TYPE_RAW_TRACEPOINT = 1
-BPF_LINK_TYPE_TRACING = 2
-BPF_LINK_TYPE_CGROUP = 3
-BPF_LINK_TYPE_ITER = 4
-BPF_LINK_TYPE_NETNS = 5
-BPF_LINK_TYPE_XDP = 6
-BPF_LINK_TYPE_PERF_EVENT = 7
-BPF_LINK_TYPE_KPROBE_MULTI = 8
-BPF_LINK_TYPE_STRUCT_OPS = 9
-BPF_LINK_TYPE_NETFILTER = 10
-BPF_LINK_TYPE_TCX = 11
-BPF_LINK_TYPE_UPROBE_MULTI = 12
-BPF_LINK_TYPE_NETKIT = 13
-
-# map_flags (BPF_MAP_CREATE) and file flags (OBJ_GET / *_GET_FD_BY_ID)
-BPF_F_NO_PREALLOC = 0x1
-BPF_F_NO_COMMON_LRU = 0x2
-BPF_F_NUMA_NODE = 0x4
-BPF_F_RDONLY = 0x8
-BPF_F_WRONLY = 0x10
-BPF_F_STACK_BUILD_ID = 0x20
-BPF_F_ZERO_SEED = 0x40
-BPF_F_RDONLY_PROG = 0x80
-BPF_F_WRONLY_PROG = 0x100
-BPF_F_CLONE = 0x200
-BPF_F_MMAPABLE = 0x400
-BPF_F_PRESERVE_ELEMS = 0x800
-BPF_F_INNER_MAP = 0x1000
-
-# element update flags
-BPF_ANY = 0
-BPF_NOEXIST = 1
-BPF_EXIST = 2
-BPF_F_LOCK = 4
-
-# prog_flags (BPF_PROG_LOAD)
-BPF_F_STRICT_ALIGNMENT = 0x1
-BPF_F_ANY_ALIGNMENT = 0x2
-BPF_F_TEST_RND_HI32 = 0x4
-BPF_F_TEST_STATE_FREQ = 0x8
-BPF_F_SLEEPABLE = 0x10
-BPF_F_XDP_HAS_FRAGS = 0x20
-BPF_F_XDP_DEV_BOUND_ONLY = 0x40
-
-# LINK_UPDATE flags
-BPF_F_REPLACE = 0x4
-
-# PROG_TEST_RUN flags
-BPF_F_TEST_RUN_ON_CPU = 0x1
-BPF_F_TEST_XDP_LIVE_FRAMES = 0x2
-
-# enum bpf_stats_type
-BPF_STATS_RUN_TIME = 0
-
-# XDP verdicts
-XDP_ABORTED = 0
-XDP_DROP = 1
-XDP_PASS = 2
-XDP_TX = 3
-XDP_REDIRECT = 4
-
-BPF_OBJ_NAME_LEN = 16
+# Re-exported for dispatcher/chain (``bpf.BPF_MAP_TYPE_ARRAY``) until it imports
+# dispatcher.uapi itself; new code imports numbers from dispatcher.uapi.
+from dispatcher.uapi import BPF_MAP_TYPE_ARRAY as BPF_MAP_TYPE_ARRAY
 
 #: Size of the attr buffer passed for every command (``union bpf_attr`` of 6.1 UAPI).
 ATTR_SIZE = 144
@@ -258,6 +119,15 @@ def _bump_memlock() -> None:
         pass
 
 
+def _forget_memlock() -> None:
+    global _memlock_bumped
+    _memlock_bumped = False
+
+
+caches.register("kernel.bpf.memlock_bumped", _forget_memlock)
+caches.register("kernel.bpf.nr_bpf", _nr_bpf.cache_clear)
+
+
 class _Attr:
     """A zero-filled attr buffer that keeps every buffer it points at alive."""
 
@@ -306,7 +176,7 @@ def _raw(cmd: int, attr: _Attr) -> tuple[int, int]:
 def _call(cmd: int, attr: _Attr, subject: str = "", hint: str | None = None) -> int:
     ret, err = _raw(cmd, attr)
     if ret < 0:
-        raise KernelError(_CMD_NAMES[cmd], err, subject=subject,
+        raise KernelError(BPF_CMD_NAMES[cmd], err, subject=subject,
                           hint=hint or _generic_hint(cmd, err))
     return ret
 
@@ -366,6 +236,9 @@ def possible_cpus() -> int:
         lo, _, hi = part.partition("-")
         count += (int(hi) if hi else int(lo)) - int(lo) + 1
     return count
+
+
+caches.register("kernel.bpf.possible_cpus", possible_cpus.cache_clear)
 
 
 def percpu_value_size(value_size: int) -> int:
@@ -631,7 +504,7 @@ def _next_id(cmd: int, start: int) -> int | None:
     if ret < 0:
         if err == errno.ENOENT:
             return None
-        raise KernelError(_CMD_NAMES[cmd], err, subject=f"after id {start}")
+        raise KernelError(BPF_CMD_NAMES[cmd], err, subject=f"after id {start}")
     return attr.u32(4)
 
 

@@ -16,11 +16,11 @@ from types import TracebackType
 
 from dispatcher.errors import ConflictError, KernelError, PrivilegeError
 from dispatcher.kernel.fd import OwnedFd
+from dispatcher.uapi import BPF_FS_MAGIC as BPF_FS_MAGIC  # in __all__
 
 __all__ = ["BPF_FS_MAGIC", "DEFAULT_BPFFS", "DirLock", "bpffs_root", "ensure_bpffs",
            "is_bpffs", "lands_on_bpffs", "remove_created"]
 
-BPF_FS_MAGIC = 0xCAFE4A11  # linux/magic.h (the team brief said 0xCAFE4711: wrong)
 DEFAULT_BPFFS = "/sys/fs/bpf"
 #: Environment variable libxdp uses to move the bpffs root.
 BPFFS_ENV = "LIBXDP_BPFFS"

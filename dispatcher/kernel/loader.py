@@ -19,7 +19,8 @@ from dispatcher.kernel.bpffs import remove_created
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
 from dispatcher.obj.link import LinkedProgram, link_program, referenced_maps
-from dispatcher.obj.spec import PROG_TYPE_EXT, MapSpec, ObjectSpec, ProgramSpec
+from dispatcher.obj.spec import MapSpec, ObjectSpec, ProgramSpec
+from dispatcher.uapi import BPF_PROG_TYPE_EXT
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
 
@@ -232,7 +233,7 @@ def load_program(lo: LoadedObject, prog: ProgramSpec, *, prog_type: int | None =
     linked = link_program(spec, prog, {n: fd.fd for n, fd in lo.maps.items()})
     ptype = prog.prog_type if prog_type is None else prog_type
     flags = prog.prog_flags if prog_flags is None else prog_flags
-    expected = 0 if ptype == PROG_TYPE_EXT else prog.expected_attach_type
+    expected = 0 if ptype == BPF_PROG_TYPE_EXT else prog.expected_attach_type
     use_btf = lo.btf_fd is not None and bool(linked.func_info)
     core = b""
     if linked.core_relos:

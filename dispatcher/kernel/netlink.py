@@ -19,23 +19,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from dispatcher import caches, uapi
 from dispatcher.errors import InterfaceError, NetlinkOpError
 from dispatcher.record import record
+
+# Re-exported: the attach flags and states are part of this module's interface (__all__).
+from dispatcher.uapi import XDP_ATTACHED_DRV as XDP_ATTACHED_DRV
+from dispatcher.uapi import XDP_ATTACHED_HW as XDP_ATTACHED_HW
+from dispatcher.uapi import XDP_ATTACHED_MULTI as XDP_ATTACHED_MULTI
+from dispatcher.uapi import XDP_ATTACHED_NONE as XDP_ATTACHED_NONE
+from dispatcher.uapi import XDP_ATTACHED_SKB as XDP_ATTACHED_SKB
+from dispatcher.uapi import XDP_FLAGS_DRV_MODE as XDP_FLAGS_DRV_MODE
+from dispatcher.uapi import XDP_FLAGS_HW_MODE as XDP_FLAGS_HW_MODE
+from dispatcher.uapi import XDP_FLAGS_MASK as XDP_FLAGS_MASK
+from dispatcher.uapi import XDP_FLAGS_MODES as XDP_FLAGS_MODES
+from dispatcher.uapi import XDP_FLAGS_REPLACE as XDP_FLAGS_REPLACE
+from dispatcher.uapi import XDP_FLAGS_SKB_MODE as XDP_FLAGS_SKB_MODE
+from dispatcher.uapi import XDP_FLAGS_UPDATE_IF_NOEXIST as XDP_FLAGS_UPDATE_IF_NOEXIST
 
 __all__ = [
     "MODES", "XDP_FLAGS_DRV_MODE", "XDP_FLAGS_HW_MODE", "XDP_FLAGS_MASK", "XDP_FLAGS_MODES",
     "XDP_FLAGS_REPLACE", "XDP_FLAGS_SKB_MODE", "XDP_FLAGS_UPDATE_IF_NOEXIST", "XdpState",
     "attach_xdp", "detach_xdp", "ifindex_of", "list_links", "read_xdp", "read_xdp_by_name",
 ]
-
-# XDP_FLAGS_* (linux/if_link.h)
-XDP_FLAGS_UPDATE_IF_NOEXIST = 1
-XDP_FLAGS_SKB_MODE = 2
-XDP_FLAGS_DRV_MODE = 4
-XDP_FLAGS_HW_MODE = 8
-XDP_FLAGS_REPLACE = 16
-XDP_FLAGS_MODES = XDP_FLAGS_SKB_MODE | XDP_FLAGS_DRV_MODE | XDP_FLAGS_HW_MODE
-XDP_FLAGS_MASK = XDP_FLAGS_MODES | XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_REPLACE
 
 #: User-facing attach mode names -> XDP_FLAGS_* mode bit.
 MODES: dict[str, int] = {
@@ -44,13 +50,6 @@ MODES: dict[str, int] = {
     "hw": XDP_FLAGS_HW_MODE,
     "unspecified": 0,
 }
-
-# IFLA_XDP_ATTACHED values (enum XDP_ATTACHED_*)
-XDP_ATTACHED_NONE = 0
-XDP_ATTACHED_DRV = 1
-XDP_ATTACHED_SKB = 2
-XDP_ATTACHED_HW = 3
-XDP_ATTACHED_MULTI = 4
 
 # pyroute2 decodes IFLA_XDP_ATTACHED to these names
 _ATTACHED_FROM_PYROUTE2: dict[object, int] = {
@@ -62,7 +61,7 @@ _MODE_NAMES = {XDP_ATTACHED_DRV: "native", XDP_ATTACHED_SKB: "skb", XDP_ATTACHED
 
 NETNS_RUN_DIR = "/var/run/netns"
 
-_IFNAME_RE = re.compile(r"^[^/\s:]{1,15}$")
+_IFNAME_RE = re.compile(rf"^[^/\s:]{{1,{uapi.IFNAMSIZ - 1}}}$")
 
 
 @record
@@ -123,9 +122,8 @@ def _light_pyroute2() -> None:
     sys.modules["pyroute2"] = pkg
 
 
-# rtnetlink numbers (linux/rtnetlink.h, linux/if_link.h, linux/netlink.h)
+# rtnetlink plumbing (linux/rtnetlink.h, linux/netlink.h; link attributes: dispatcher.uapi)
 RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
-IFLA_IFNAME, IFLA_EXT_MASK, IFLA_XDP = 3, 29, 43
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 NETLINK_ROUTE, SOL_NETLINK, NETLINK_EXT_ACK = 0, 270, 11
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 1, 2, 4, 0x10, 0x300
@@ -160,12 +158,15 @@ class _Pyroute2:
         class xdp_nla(nla):  # type: ignore[misc]  # noqa: N801  (pyroute2's naming)
             nla_flags = NLA_F_NESTED
             prefix = "IFLA_XDP_"
-            nla_map = ((0, "IFLA_XDP_UNSPEC", "none"), (1, "IFLA_XDP_FD", "int32"),
-                       (2, "IFLA_XDP_ATTACHED", "uint8"), (3, "IFLA_XDP_FLAGS", "uint32"),
-                       (4, "IFLA_XDP_PROG_ID", "uint32"), (5, "IFLA_XDP_DRV_PROG_ID", "uint32"),
-                       (6, "IFLA_XDP_SKB_PROG_ID", "uint32"),
-                       (7, "IFLA_XDP_HW_PROG_ID", "uint32"),
-                       (8, "IFLA_XDP_EXPECTED_FD", "int32"))
+            nla_map = ((uapi.IFLA_XDP_UNSPEC, "IFLA_XDP_UNSPEC", "none"),
+                       (uapi.IFLA_XDP_FD, "IFLA_XDP_FD", "int32"),
+                       (uapi.IFLA_XDP_ATTACHED, "IFLA_XDP_ATTACHED", "uint8"),
+                       (uapi.IFLA_XDP_FLAGS, "IFLA_XDP_FLAGS", "uint32"),
+                       (uapi.IFLA_XDP_PROG_ID, "IFLA_XDP_PROG_ID", "uint32"),
+                       (uapi.IFLA_XDP_DRV_PROG_ID, "IFLA_XDP_DRV_PROG_ID", "uint32"),
+                       (uapi.IFLA_XDP_SKB_PROG_ID, "IFLA_XDP_SKB_PROG_ID", "uint32"),
+                       (uapi.IFLA_XDP_HW_PROG_ID, "IFLA_XDP_HW_PROG_ID", "uint32"),
+                       (uapi.IFLA_XDP_EXPECTED_FD, "IFLA_XDP_EXPECTED_FD", "int32"))
 
         class ifinfmsg(nlmsg):  # type: ignore[misc]  # noqa: N801
             """struct ifinfomsg with only the attributes read or written here."""
@@ -173,9 +174,9 @@ class _Pyroute2:
             prefix = "IFLA_"
             fields = (("family", "B"), ("__align", "x"), ("ifi_type", "H"), ("index", "i"),
                       ("flags", "I"), ("change", "I"))
-            nla_map = ((IFLA_IFNAME, "IFLA_IFNAME", "asciiz"),
-                       (IFLA_EXT_MASK, "IFLA_EXT_MASK", "uint32"),
-                       (IFLA_XDP, "IFLA_XDP", "xdp"))
+            nla_map = ((uapi.IFLA_IFNAME, "IFLA_IFNAME", "asciiz"),
+                       (uapi.IFLA_EXT_MASK, "IFLA_EXT_MASK", "uint32"),
+                       (uapi.IFLA_XDP, "IFLA_XDP", "xdp"))
             xdp = xdp_nla
 
         class RtMarshal(Marshal):  # type: ignore[misc]
@@ -194,6 +195,14 @@ def _pyroute2() -> _Pyroute2:
     if _P2 is None:
         _P2 = _Pyroute2()
     return _P2
+
+
+def _forget_pyroute2() -> None:
+    global _P2
+    _P2 = None
+
+
+caches.register("kernel.netlink.pyroute2_classes", _forget_pyroute2)
 
 
 class _Rtnl:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-CLONE_NEWNET = 0x40000000
+from dispatcher.uapi import CLONE_NEWNET
 
 _libc_setns: Callable[[int, int], int] | None = None
 

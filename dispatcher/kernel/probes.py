@@ -11,6 +11,7 @@ import errno
 import os
 from collections.abc import Callable, Sequence
 
+from dispatcher import caches, uapi
 from dispatcher.errors import KernelError, XdpDispatchError
 from dispatcher.kernel import bpf
 from dispatcher.record import record
@@ -30,6 +31,7 @@ class Probe:
 
 
 _cache: dict[str, Probe] = {}
+caches.register("kernel.probes.results", _cache.clear)
 
 
 def cached(name: str, min_kernel: str, fn: Callable[[], str]) -> Probe:
@@ -55,8 +57,8 @@ _XDP_PASS = bytes.fromhex("b700000002000000" "9500000000000000")
 
 def frags() -> Probe:
     def run() -> str:
-        with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_frags",
-                           prog_flags=0x20):
+        with bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_frags",
+                           prog_flags=uapi.BPF_F_XDP_HAS_FRAGS):
             return "XDP program with BPF_F_XDP_HAS_FRAGS loads"
     return cached("frags", "5.18", run)
 
@@ -65,9 +67,9 @@ def xdp_link() -> Probe:
     def run() -> str:
         # An XDP_PASS link on the loopback in skb mode, closed at once (which detaches it).
         # EBUSY/EEXIST means the hook is taken, but the kernel knows XDP links.
-        with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_link") as p:
+        with bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_link") as p:
             try:
-                link = bpf.link_create(p.fd, 1, bpf.BPF_XDP, flags=2)
+                link = bpf.link_create(p.fd, 1, uapi.BPF_XDP, flags=uapi.XDP_FLAGS_SKB_MODE)
                 link.close()
             except KernelError as e:
                 if e.errno not in (errno.EBUSY, errno.EEXIST):
@@ -107,8 +109,8 @@ def interface_modes(iface: str, netns: str | None = None) -> dict[str, object]:
         out["hw"] = None
         out["detail"] = "a program is attached: native/hw not probed (unknown)"
         return out
-    with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_mode") as p:
-        for mode, flag in (("native", 4), ("hw", 8)):
+    with bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, _XDP_PASS, "GPL", name="probe_mode") as p:
+        for mode, flag in (("native", uapi.XDP_FLAGS_DRV_MODE), ("hw", uapi.XDP_FLAGS_HW_MODE)):
             try:
                 netlink.attach_xdp(ifindex, p.fd, flag, no_exist=True, netns=netns)
             except XdpDispatchError:

@@ -12,17 +12,13 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from dispatcher import caches
 from dispatcher.errors import ObjectFileError
 from dispatcher.obj.btf import Btf, BtfFormatError, BtfKind, BtfType
 from dispatcher.obj.btf_ext import BtfExt
+from dispatcher.obj.insn import OP_CALL, OP_LD_IMM64
 from dispatcher.obj.metadata import dispatcher_version, parse_run_config, uint_member
 from dispatcher.obj.spec import (
-    ATTACH_XDP,
-    ATTACH_XDP_CPUMAP,
-    ATTACH_XDP_DEVMAP,
-    BPF_F_XDP_HAS_FRAGS,
-    PROG_TYPE_EXT,
-    PROG_TYPE_XDP,
     FunctionSpec,
     MapSpec,
     ObjectSpec,
@@ -32,6 +28,29 @@ from dispatcher.obj.spec import (
     RunConfig,
 )
 from dispatcher.record import record
+from dispatcher.uapi import (
+    BPF_F_MMAPABLE,
+    BPF_F_RDONLY_PROG,
+    BPF_F_XDP_HAS_FRAGS,
+    BPF_MAP_TYPE_ARRAY,
+    BPF_PROG_TYPE_CGROUP_SKB,
+    BPF_PROG_TYPE_EXT,
+    BPF_PROG_TYPE_KPROBE,
+    BPF_PROG_TYPE_LSM,
+    BPF_PROG_TYPE_RAW_TRACEPOINT,
+    BPF_PROG_TYPE_SCHED_ACT,
+    BPF_PROG_TYPE_SCHED_CLS,
+    BPF_PROG_TYPE_SK_SKB,
+    BPF_PROG_TYPE_SOCKET_FILTER,
+    BPF_PROG_TYPE_STRUCT_OPS,
+    BPF_PROG_TYPE_SYSCALL,
+    BPF_PROG_TYPE_TRACEPOINT,
+    BPF_PROG_TYPE_TRACING,
+    BPF_PROG_TYPE_XDP,
+    BPF_XDP,
+    BPF_XDP_CPUMAP,
+    BPF_XDP_DEVMAP,
+)
 
 EM_BPF = 247
 SHT_PROGBITS = 1
@@ -45,29 +64,29 @@ R_BPF_64_ABS32 = 3
 R_BPF_64_NODYLD32 = 4
 R_BPF_64_32 = 10
 
-BPF_MAP_TYPE_ARRAY = 2
-BPF_F_RDONLY_PROG = 0x80
-BPF_F_MMAPABLE = 0x400
-
 _MAX_MAP_NAME = 15
 
 # Section name -> (prog type, expected attach type, flags); prefix entries end with "/".
 _XDP_SECTIONS: dict[str, tuple[int, int, int]] = {
-    "xdp": (PROG_TYPE_XDP, ATTACH_XDP, 0),
-    "xdp.frags": (PROG_TYPE_XDP, ATTACH_XDP, BPF_F_XDP_HAS_FRAGS),
-    "xdp/devmap": (PROG_TYPE_XDP, ATTACH_XDP_DEVMAP, 0),
-    "xdp.frags/devmap": (PROG_TYPE_XDP, ATTACH_XDP_DEVMAP, BPF_F_XDP_HAS_FRAGS),
-    "xdp/cpumap": (PROG_TYPE_XDP, ATTACH_XDP_CPUMAP, 0),
-    "xdp.frags/cpumap": (PROG_TYPE_XDP, ATTACH_XDP_CPUMAP, BPF_F_XDP_HAS_FRAGS),
+    "xdp": (BPF_PROG_TYPE_XDP, BPF_XDP, 0),
+    "xdp.frags": (BPF_PROG_TYPE_XDP, BPF_XDP, BPF_F_XDP_HAS_FRAGS),
+    "xdp/devmap": (BPF_PROG_TYPE_XDP, BPF_XDP_DEVMAP, 0),
+    "xdp.frags/devmap": (BPF_PROG_TYPE_XDP, BPF_XDP_DEVMAP, BPF_F_XDP_HAS_FRAGS),
+    "xdp/cpumap": (BPF_PROG_TYPE_XDP, BPF_XDP_CPUMAP, 0),
+    "xdp.frags/cpumap": (BPF_PROG_TYPE_XDP, BPF_XDP_CPUMAP, BPF_F_XDP_HAS_FRAGS),
 }
 # A few non-XDP families, only so ``inspect`` can name them.
 _OTHER_PREFIXES: tuple[tuple[str, int], ...] = (
-    ("tc", 3), ("classifier", 3), ("action", 4), ("socket", 1), ("kprobe/", 2),
-    ("kretprobe/", 2), ("tracepoint/", 5), ("tp/", 5), ("raw_tracepoint/", 17),
-    ("raw_tp/", 17), ("fentry/", 26), ("fexit/", 26), ("fmod_ret/", 26), ("lsm/", 29),
-    ("cgroup", 8), ("sk_", 14), ("struct_ops", 27), ("syscall", 31),
+    ("tc", BPF_PROG_TYPE_SCHED_CLS), ("classifier", BPF_PROG_TYPE_SCHED_CLS),
+    ("action", BPF_PROG_TYPE_SCHED_ACT), ("socket", BPF_PROG_TYPE_SOCKET_FILTER),
+    ("kprobe/", BPF_PROG_TYPE_KPROBE), ("kretprobe/", BPF_PROG_TYPE_KPROBE),
+    ("tracepoint/", BPF_PROG_TYPE_TRACEPOINT), ("tp/", BPF_PROG_TYPE_TRACEPOINT),
+    ("raw_tracepoint/", BPF_PROG_TYPE_RAW_TRACEPOINT), ("raw_tp/", BPF_PROG_TYPE_RAW_TRACEPOINT),
+    ("fentry/", BPF_PROG_TYPE_TRACING), ("fexit/", BPF_PROG_TYPE_TRACING),
+    ("fmod_ret/", BPF_PROG_TYPE_TRACING), ("lsm/", BPF_PROG_TYPE_LSM),
+    ("cgroup", BPF_PROG_TYPE_CGROUP_SKB), ("sk_", BPF_PROG_TYPE_SK_SKB),
+    ("struct_ops", BPF_PROG_TYPE_STRUCT_OPS), ("syscall", BPF_PROG_TYPE_SYSCALL),
 )
-
 
 def classify_section(name: str) -> tuple[int, int, int, str] | None:
     """(prog_type, expected_attach_type, prog_flags, freplace target) for a code section."""
@@ -79,13 +98,13 @@ def classify_section(name: str) -> tuple[int, int, int, str] | None:
             t, a, f = _XDP_SECTIONS[key[:-1]]
             return t, a, f, ""
     if name == "freplace":
-        return PROG_TYPE_EXT, 0, 0, ""
+        return BPF_PROG_TYPE_EXT, 0, 0, ""
     if name.startswith("freplace/"):
-        return PROG_TYPE_EXT, 0, 0, name[len("freplace/"):]
+        return BPF_PROG_TYPE_EXT, 0, 0, name[len("freplace/"):]
     if name.startswith("xdp"):
         # Permissive: pre-libbpf-1.0 spellings such as "xdp_prog" or "xdp/foo".
         frags = BPF_F_XDP_HAS_FRAGS if name.startswith("xdp.frags") else 0
-        return PROG_TYPE_XDP, ATTACH_XDP, frags, ""
+        return BPF_PROG_TYPE_XDP, BPF_XDP, frags, ""
     for prefix, ptype in _OTHER_PREFIXES:
         if name.startswith(prefix):
             return ptype, 0, 0, ""
@@ -147,6 +166,7 @@ def is_data_section(name: str) -> bool:
 #: Specs are immutable, so sharing them is safe; the bytes themselves are the key.
 _PARSED: dict[tuple[str, bytes], ObjectSpec] = {}
 _PARSED_MAX = 32
+caches.register("obj.elf.parsed", _PARSED.clear)
 
 
 def read_bytes(path: str) -> bytes:
@@ -371,14 +391,14 @@ class _Parser:
         if sym.shndx < 0:
             raise self.err(f"{where}: unsupported symbol kind")
         tsec = self.section_at(sym.shndx)
-        if code == 0x85:  # call
+        if code == OP_CALL:
             if r_type != R_BPF_64_32 or src != 1:
                 raise self.err(f"{where}: unexpected relocation type {r_type} on a call")
             if not tsec.flags & SHF_EXECINSTR:
                 raise self.err(f"{where}: call into non-code section {tsec.name}")
             target = sym.value // 8 + imm + 1
             return RelocSpec(insn, RelocKind.CALL, sym.name, target_section=tsec.name, target_insn=target)
-        if code != 0x18:
+        if code != OP_LD_IMM64:
             raise self.err(f"{where}: relocation on an instruction (opcode 0x{code:02x}) that is neither a call nor ld_imm64")
         if r_type not in (R_BPF_64_64,):
             raise self.err(f"{where}: unsupported relocation type {r_type}")

@@ -18,6 +18,8 @@ from dispatcher.obj.insn import (
     BPF_PSEUDO_FUNC,
     BPF_PSEUDO_MAP_FD,
     BPF_PSEUDO_MAP_VALUE,
+    OP_CALL,
+    OP_LD_IMM64,
 )
 from dispatcher.obj.spec import FunctionSpec, ObjectSpec, ProgramSpec, RelocKind, RelocSpec
 from dispatcher.record import record
@@ -63,8 +65,8 @@ def _call_target(obj: ObjectSpec, f: FunctionSpec, idx: int, insn: bytes,
     """(section, section insn index) a pseudo call / func address at ``idx`` points to."""
     code, regs = insn[0], insn[1]
     src = regs >> 4
-    is_call = code == 0x85 and src == BPF_PSEUDO_CALL
-    is_func = code == 0x18 and src == BPF_PSEUDO_FUNC
+    is_call = code == OP_CALL and src == BPF_PSEUDO_CALL
+    is_func = code == OP_LD_IMM64 and src == BPF_PSEUDO_FUNC
     r = relocs.get(idx)
     if r is not None and r.kind in (RelocKind.CALL, RelocKind.FUNC_ADDR):
         return r.target_section, r.target_insn
@@ -128,7 +130,7 @@ class _Linker:
                         raise self.err(prog, f"{f.name}: call to instruction {tgt[1]} of {tgt[0]}, where no function starts")
                     cstart = place(callee)
                     struct.pack_into("<i", buf, off + 4, cstart - (base + idx) - 1)
-                    if insn[0] == 0x18:
+                    if insn[0] == OP_LD_IMM64:
                         buf[off + 1] = (buf[off + 1] & 0x0F) | (BPF_PSEUDO_FUNC << 4)
                     continue
                 if r is None:
@@ -136,7 +138,7 @@ class _Linker:
                 if r.kind == RelocKind.EXTERN:
                     raise self.err(prog, f"references extern symbol '{r.symbol}' (kfuncs/ksyms/kconfig are not supported)")
                 if r.kind in (RelocKind.MAP, RelocKind.DATA):
-                    if insn[0] != 0x18 or off + 16 > len(buf):
+                    if insn[0] != OP_LD_IMM64 or off + 16 > len(buf):
                         raise self.err(prog, f"map reference at insn {idx} of {f.name} is not ld_imm64")
                     fd = self.map_fds.get(r.map_name)
                     if fd is None:

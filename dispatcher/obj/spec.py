@@ -1,7 +1,7 @@
 """Frozen blueprints parsed from a BPF ELF object (pure: no syscalls).
 
 ``*Spec`` values describe what an object file contains; turning them into
-kernel objects happens in ``dispatcher.loader``.
+kernel objects happens in ``dispatcher.kernel.loader``.
 """
 
 from __future__ import annotations
@@ -9,38 +9,29 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from dispatcher import uapi
 from dispatcher.obj.actions import XDP_ACTIONS as XDP_ACTIONS
 from dispatcher.obj.actions import actions_to_names as actions_to_names
 from dispatcher.obj.actions import names_to_actions as names_to_actions
 from dispatcher.record import record
+from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS as BPF_F_XDP_HAS_FRAGS  # for dispatcher/chain
 
 if TYPE_CHECKING:  # annotations only: readers of attached programs need no BTF parser
     from dispatcher.obj.btf import Btf
     from dispatcher.obj.btf_ext import BtfExt
 
-# Program types / attach types we care about (UAPI numbers).
-PROG_TYPE_XDP = 6
-PROG_TYPE_EXT = 28
-ATTACH_XDP = 37
-ATTACH_XDP_DEVMAP = 33
-ATTACH_XDP_CPUMAP = 35
-BPF_F_XDP_HAS_FRAGS = 0x20
+# Short aliases still imported by dispatcher/chain (the lead converts it to dispatcher.uapi;
+# then these go). Numbers are defined in dispatcher.uapi only.
+PROG_TYPE_XDP = uapi.BPF_PROG_TYPE_XDP
+PROG_TYPE_EXT = uapi.BPF_PROG_TYPE_EXT
+ATTACH_XDP = uapi.BPF_XDP
 
-# Map types used by name in output.
-MAP_TYPE_NAMES = {
-    0: "unspec", 1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array",
-    5: "percpu_hash", 6: "percpu_array", 7: "stack_trace", 8: "cgroup_array",
-    9: "lru_hash", 10: "lru_percpu_hash", 11: "lpm_trie", 12: "array_of_maps",
-    13: "hash_of_maps", 14: "devmap", 15: "sockmap", 16: "cpumap", 17: "xskmap",
-    18: "sockhash", 19: "cgroup_storage", 20: "reuseport_sockarray",
-    21: "percpu_cgroup_storage", 22: "queue", 23: "stack", 24: "sk_storage",
-    25: "devmap_hash", 26: "struct_ops", 27: "ringbuf", 28: "inode_storage",
-    29: "task_storage", 30: "bloom_filter", 31: "user_ringbuf", 32: "cgrp_storage",
-    33: "arena",
-}
+#: Map type number -> the name output uses (the enum's name, lower case, as bpftool prints).
+MAP_TYPE_NAMES = {v: k[len("BPF_MAP_TYPE_"):].lower() for k, v in vars(uapi).items()
+                  if k.startswith("BPF_MAP_TYPE_")}
 
 DEFAULT_RUN_PRIO = 50
-DEFAULT_CHAIN_CALL_ACTIONS = 1 << 2  # XDP_PASS
+DEFAULT_CHAIN_CALL_ACTIONS = 1 << uapi.XDP_PASS
 
 
 class RelocKind(Enum):
@@ -114,13 +105,13 @@ class ProgramSpec:
 
     @property
     def frags(self) -> bool:
-        return bool(self.prog_flags & BPF_F_XDP_HAS_FRAGS)
+        return bool(self.prog_flags & uapi.BPF_F_XDP_HAS_FRAGS)
 
     @property
     def kind(self) -> str:
-        if self.prog_type == PROG_TYPE_EXT:
+        if self.prog_type == uapi.BPF_PROG_TYPE_EXT:
             return "ext"
-        if self.prog_type == PROG_TYPE_XDP:
+        if self.prog_type == uapi.BPF_PROG_TYPE_XDP:
             return "xdp"
         return f"type{self.prog_type}"
 

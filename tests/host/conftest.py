@@ -30,15 +30,16 @@ def host_tier_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "host-tier tests need root (bpf(2), bpffs, netns); run them with sudo"
     try:
+        from dispatcher import uapi
         from dispatcher.errors import KernelError
         from dispatcher.kernel import bpf
     except ImportError as exc:  # pragma: no cover - broken checkout
         return f"cannot import the syscall layer: {exc}"
     try:
-        with bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="probe"):
+        with bpf.map_create(uapi.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="probe"):
             pass
         insns = bytes.fromhex("b700000002000000" "9500000000000000")
-        with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, insns, "GPL", name="probe"):
+        with bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, insns, "GPL", name="probe"):
             pass
     except KernelError as exc:
         reason = f"bpf(2) unusable on this machine: {exc}"

@@ -180,12 +180,10 @@ def test_no_record_when_the_system_changed_while_planning(applied_cfg, objs) -> 
 
 def test_reapply_from_the_record_imports_no_config_or_object_stack(applied_cfg) -> None:  # type: ignore[no-untyped-def]
     """What makes it fast: no YAML/pydantic, no ELF reader, no chain-changing code."""
-    from tests.unit.test_import_cost import heavy, modules_after
+    from tests.unit.test_import_cost import REAPPLY_FORBIDDEN, heavy, modules_after
 
     cfg, _a, _b = applied_cfg
     mods = modules_after("from dispatcher.cli import main\n"
                          f"assert main(['apply', {cfg!r}]) == 0")
     assert "dispatcher.config.applied" in mods
-    assert heavy(mods, ("pydantic", "yaml", "elftools", "dispatcher.config.model",
-                        "dispatcher.config.apply", "dispatcher.obj.elf", "dispatcher.chain.router",
-                        "dispatcher.kernel.loader", "dispatcher.chain.linked.build")) == []
+    assert heavy(mods, REAPPLY_FORBIDDEN) == []

@@ -19,7 +19,7 @@ from dispatcher.chain.model import NewProgram, request
 from dispatcher.errors import KernelError, XdpDispatchError
 from dispatcher.kernel import bpf, netlink
 from dispatcher.obj.elf import read_object
-from dispatcher.obj.spec import PROG_TYPE_XDP
+from dispatcher.uapi import BPF_PROG_TYPE_XDP
 from tests import packets
 from tests.host import chain_oracle, nettools
 from tests.objects import DEBIAN_BPF_DIR, example
@@ -60,7 +60,7 @@ def _need(paths: list[str]) -> None:
 
 def link_comp(path: str, prio: int, actions: int, kept: int = -1) -> combine.LinkComponent:
     obj = read_object(path)
-    prog = next(p for p in obj.programs if p.prog_type == PROG_TYPE_XDP)
+    prog = next(p for p in obj.programs if p.prog_type == BPF_PROG_TYPE_XDP)
     return combine.LinkComponent(obj, prog, prog.name, prio, actions, build.file_sha256(path),
                                  kept)
 

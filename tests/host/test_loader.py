@@ -13,7 +13,7 @@ import pytest
 from dispatcher.errors import ObjectFileError, VerifierError
 from dispatcher.kernel import bpf, loader
 from dispatcher.obj.elf import read_object
-from dispatcher.obj.spec import PROG_TYPE_XDP
+from dispatcher.uapi import BPF_PROG_TYPE_XDP
 from tests.objects import all_objects, example, ids
 from tests.packets import icmp_echo, udp_packet
 
@@ -47,7 +47,7 @@ def _bpftool_xlated(path: str) -> dict[str, int]:
 @pytest.mark.parametrize("path", LOADABLE, ids=ids(LOADABLE))
 def test_loads_like_bpftool(path: str, bpffs_dir: str) -> None:
     spec = read_object(path)
-    progs = [p for p in spec.programs if p.prog_type == PROG_TYPE_XDP]
+    progs = [p for p in spec.programs if p.prog_type == BPF_PROG_TYPE_XDP]
     if not progs:
         pytest.skip(f"{os.path.basename(path)} has no XDP program (e.g. fentry only)")
     oracle = _bpftool_xlated(path)
@@ -56,7 +56,7 @@ def test_loads_like_bpftool(path: str, bpffs_dir: str) -> None:
             p = loader.load_program(lo, prog)
             with p.fd:
                 info = p.info()
-                assert info.type == PROG_TYPE_XDP
+                assert info.type == BPF_PROG_TYPE_XDP
                 assert info.xlated_prog_len == oracle[prog.name[:15]], prog.name
                 # the program references exactly the maps we created for it
                 assert set(info.map_ids) <= {bpf.map_info(fd.fd).id for fd in lo.maps.values()}

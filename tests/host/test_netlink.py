@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from dispatcher import uapi
 from dispatcher.errors import InterfaceError, NetlinkOpError
 from dispatcher.kernel import bpf, netlink
 from dispatcher.kernel.fd import OwnedFd
@@ -23,7 +24,7 @@ DRV = netlink.XDP_FLAGS_DRV_MODE
 
 def load_xdp(verdict: int, name: str = "xdpd_nl") -> OwnedFd:
     insns = struct.pack("<BBhi", 0xB7, 0, 0, verdict) + struct.pack("<BBhi", 0x95, 0, 0, 0)
-    return bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, insns, "GPL", name=name)
+    return bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, insns, "GPL", name=name)
 
 
 def prog_id(fd: OwnedFd) -> int:
@@ -86,8 +87,8 @@ def test_list_links_is_one_dump(netns_veth: VethNs) -> None:
 def test_attach_replace_detach(netns_veth: VethNs, mode: int, attached: int,
                                ip_mode: int) -> None:
     idx, name = netns_veth.host_ifindex, netns_veth.host_if
-    with load_xdp(bpf.XDP_PASS) as a, load_xdp(bpf.XDP_PASS, "xdpd_nl_b") as b, \
-            load_xdp(bpf.XDP_PASS, "xdpd_nl_c") as c:
+    with load_xdp(uapi.XDP_PASS) as a, load_xdp(uapi.XDP_PASS, "xdpd_nl_b") as b, \
+            load_xdp(uapi.XDP_PASS, "xdpd_nl_c") as c:
         netlink.attach_xdp(idx, a.fd, mode, no_exist=True)
         st = netlink.read_xdp(idx)
         assert st.attached == attached and st.prog_id == prog_id(a)
@@ -136,7 +137,7 @@ def test_attach_replace_detach(netns_veth: VethNs, mode: int, attached: int,
 
 def test_attach_inside_netns(netns_veth: VethNs) -> None:
     ns, idx = netns_veth.netns, netns_veth.peer_ifindex
-    with load_xdp(bpf.XDP_PASS) as a, load_xdp(bpf.XDP_PASS, "xdpd_nl_b") as b:
+    with load_xdp(uapi.XDP_PASS) as a, load_xdp(uapi.XDP_PASS, "xdpd_nl_b") as b:
         netlink.attach_xdp(idx, a.fd, SKB, netns=ns)
         st = netlink.read_xdp(idx, netns=ns)
         assert st.ifname == netns_veth.peer_if and st.skb_prog_id == prog_id(a)
@@ -158,7 +159,7 @@ def test_attach_inside_netns(netns_veth: VethNs) -> None:
 
 
 def test_attach_unknown_ifindex_is_interface_error() -> None:
-    with load_xdp(bpf.XDP_PASS) as a, pytest.raises(InterfaceError):
+    with load_xdp(uapi.XDP_PASS) as a, pytest.raises(InterfaceError):
         netlink.attach_xdp(0x7FFFFFF0, a.fd, SKB)
 
 
@@ -177,7 +178,7 @@ def test_drop_then_pass_real_packets(netns_veth: VethNs, mode: int) -> None:
     """XDP_DROP on the root-ns end blocks ping from inside the netns; XDP_PASS lets it by."""
     v = netns_veth
     assert nettools.ping(v.host_ip, netns=v.netns, count=1, timeout=2)
-    with load_xdp(bpf.XDP_DROP, "xdpd_drop") as drop, load_xdp(bpf.XDP_PASS) as ok:
+    with load_xdp(uapi.XDP_DROP, "xdpd_drop") as drop, load_xdp(uapi.XDP_PASS) as ok:
         netlink.attach_xdp(v.host_ifindex, drop.fd, mode)
         try:
             assert not nettools.ping(v.host_ip, netns=v.netns, count=2, timeout=1)

@@ -10,7 +10,12 @@ from __future__ import annotations
 import pytest
 
 from tests.objects import example
-from tests.unit.test_import_cost import STATUS_FORBIDDEN, heavy, modules_after
+from tests.unit.test_import_cost import (
+    STATUS_FORBIDDEN,
+    UNLOAD_FORBIDDEN,
+    heavy,
+    modules_after,
+)
 
 pytestmark = [pytest.mark.host_kernel]
 
@@ -34,12 +39,7 @@ def test_status_of_a_chain_imports_only_what_it_needs(netns_veth) -> None:  # ty
         dispatcher.unload(iface, all=True)
 
 
-# Removing a chain never builds one: no ELF reader, linker, loader or OpenSSL.
-UNLOAD_FORBIDDEN = ("pydantic", "yaml", "elftools", "dispatcher.obj.elf", "dispatcher.obj.link",
-                    "dispatcher.kernel.loader", "dispatcher.chain.linked.build",
-                    "dispatcher.chain.linked.combine", "dispatcher.config.model", "hashlib", "asyncio")
-
-
+# Removing a chain never builds one (UNLOAD_FORBIDDEN: no ELF reader, linker, loader, OpenSSL).
 @pytest.mark.parametrize("objs", [["xdp_pass"], ["xdp_pass", "xdp_counter"]],
                          ids=["one", "chain"])
 def test_unload_all_imports_no_loader(netns_veth, objs: list[str]) -> None:  # type: ignore[no-untyped-def]

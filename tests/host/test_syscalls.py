@@ -15,6 +15,7 @@ import warnings
 
 import pytest
 
+from dispatcher import uapi
 from dispatcher.errors import ConflictError, KernelError, PrivilegeError, VerifierError
 from dispatcher.kernel import bpf, bpffs, netlink
 from dispatcher.kernel.fd import OwnedFd
@@ -39,7 +40,7 @@ def ret(verdict: int) -> bytes:
 
 
 XDP_PASS_PROG = b"\xb7\x00\x00\x00\x02\x00\x00\x00\x95\x00\x00\x00\x00\x00\x00\x00"
-assert ret(bpf.XDP_PASS) == XDP_PASS_PROG
+assert ret(uapi.XDP_PASS) == XDP_PASS_PROG
 
 
 def count_into(map_fd: int) -> bytes:
@@ -54,7 +55,7 @@ def count_into(map_fd: int) -> bytes:
         insn(0x79, 1, 0),                         # r1 = *(u64 *)(r0 + 0)
         insn(0x07, 1, imm=1),                     # r1 += 1
         insn(0x7B, 0, 1),                         # *(u64 *)(r0 + 0) = r1
-        ret(bpf.XDP_PASS),
+        ret(uapi.XDP_PASS),
     ])
 
 
@@ -74,8 +75,8 @@ BTF = btf_blob(BTF_TYPES, BTF_STRINGS)
 FUNC_ID = 3
 
 
-def load_xdp(verdict: int = bpf.XDP_PASS, name: str = "xdpd_test", **kw: object) -> OwnedFd:
-    return bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, ret(verdict), "GPL", name=name, **kw)  # type: ignore[arg-type]
+def load_xdp(verdict: int = uapi.XDP_PASS, name: str = "xdpd_test", **kw: object) -> OwnedFd:
+    return bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, ret(verdict), "GPL", name=name, **kw)  # type: ignore[arg-type]
 
 
 def bpftool_json(*args: str) -> object:
@@ -159,7 +160,7 @@ def test_owned_fd_rejects_negative() -> None:
 
 
 def test_hash_map_roundtrip_iteration_and_info() -> None:
-    with bpf.map_create(bpf.BPF_MAP_TYPE_HASH, 4, 8, 16, name="xdpd_hash") as m:
+    with bpf.map_create(uapi.BPF_MAP_TYPE_HASH, 4, 8, 16, name="xdpd_hash") as m:
         keys = [struct.pack("<I", i) for i in (3, 1, 2)]
         for i, key in enumerate(keys):
             bpf.map_update(m.fd, key, struct.pack("<Q", 100 + i))
@@ -173,10 +174,10 @@ def test_hash_map_roundtrip_iteration_and_info() -> None:
         assert sorted(seen) == sorted(keys)
 
         with pytest.raises(KernelError) as ei:
-            bpf.map_update(m.fd, keys[0], bytes(8), bpf.BPF_NOEXIST)
+            bpf.map_update(m.fd, keys[0], bytes(8), uapi.BPF_NOEXIST)
         assert ei.value.errno == errno.EEXIST and ei.value.op == "BPF_MAP_UPDATE_ELEM"
         with pytest.raises(KernelError) as ei:
-            bpf.map_update(m.fd, struct.pack("<I", 77), bytes(8), bpf.BPF_EXIST)
+            bpf.map_update(m.fd, struct.pack("<I", 77), bytes(8), uapi.BPF_EXIST)
         assert ei.value.errno == errno.ENOENT
 
         assert bpf.map_delete(m.fd, keys[0]) is True
@@ -185,13 +186,13 @@ def test_hash_map_roundtrip_iteration_and_info() -> None:
 
         info = bpf.map_info(m.fd)
         assert (info.type, info.key_size, info.value_size, info.max_entries, info.name) == \
-            (bpf.BPF_MAP_TYPE_HASH, 4, 8, 16, "xdpd_hash")
+            (uapi.BPF_MAP_TYPE_HASH, 4, 8, 16, "xdpd_hash")
         assert info.id > 0 and info.btf_id == 0
 
 
 def test_freeze_blocks_user_writes_but_not_reads() -> None:
-    with bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="xdpd_rodata",
-                        flags=bpf.BPF_F_RDONLY_PROG) as m:
+    with bpf.map_create(uapi.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="xdpd_rodata",
+                        flags=uapi.BPF_F_RDONLY_PROG) as m:
         key = struct.pack("<I", 0)
         bpf.map_update(m.fd, key, b"abcd")
         bpf.map_freeze(m.fd)
@@ -199,11 +200,11 @@ def test_freeze_blocks_user_writes_but_not_reads() -> None:
             bpf.map_update(m.fd, key, b"efgh")
         assert ei.value.errno == errno.EPERM
         assert bpf.map_lookup(m.fd, key, 4) == b"abcd"
-        assert bpf.map_info(m.fd).map_flags & bpf.BPF_F_RDONLY_PROG
+        assert bpf.map_info(m.fd).map_flags & uapi.BPF_F_RDONLY_PROG
 
 
 def test_array_delete_is_einval() -> None:
-    with bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, 4, 2) as m:
+    with bpf.map_create(uapi.BPF_MAP_TYPE_ARRAY, 4, 4, 2) as m:
         with pytest.raises(KernelError) as ei:
             bpf.map_delete(m.fd, struct.pack("<I", 0))
         assert ei.value.errno == errno.EINVAL and ei.value.op == "BPF_MAP_DELETE_ELEM"
@@ -220,17 +221,17 @@ def test_possible_cpus_and_percpu_sizing() -> None:
 def test_percpu_array_user_values_and_program_counter() -> None:
     n = bpf.possible_cpus()
     size = bpf.percpu_value_size(8)
-    with bpf.map_create(bpf.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, name="xdpd_pcpu") as m:
+    with bpf.map_create(uapi.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, name="xdpd_pcpu") as m:
         key = struct.pack("<I", 0)
         values = b"".join(struct.pack("<Q", 1000 + c) for c in range(n))
         bpf.map_update(m.fd, key, values)
         assert bpf.map_lookup(m.fd, key, size) == values
         bpf.map_update(m.fd, key, bytes(size))
 
-        with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, count_into(m.fd), "GPL",
+        with bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, count_into(m.fd), "GPL",
                            name="xdpd_count") as p:
             res = bpf.prog_test_run(p.fd, PKT, repeat=5)
-            assert res.retval == bpf.XDP_PASS
+            assert res.retval == uapi.XDP_PASS
             raw = bpf.map_lookup(m.fd, key, size)
             assert raw is not None
             assert sum(struct.unpack(f"<{n}Q", raw)) == 5
@@ -241,7 +242,7 @@ def test_percpu_array_user_values_and_program_counter() -> None:
 
 def test_map_bad_name_is_einval_with_hint() -> None:
     with pytest.raises(KernelError) as ei:
-        bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="bad-name")
+        bpf.map_create(uapi.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="bad-name")
     assert ei.value.errno == errno.EINVAL and ei.value.op == "BPF_MAP_CREATE"
     assert ei.value.hint and "A-Za-z0-9_." in ei.value.hint
 
@@ -266,7 +267,7 @@ def test_btf_load_info_data_and_ids() -> None:
             assert bpf.btf_info(again.fd).id == info.id
 
         # a map with BTF key/value types
-        with bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="xdpd_btfmap",
+        with bpf.map_create(uapi.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="xdpd_btfmap",
                             btf_fd=b.fd, btf_key_type_id=1, btf_value_type_id=1) as m:
             mi = bpf.map_info(m.fd)
             assert (mi.btf_id, mi.btf_key_type_id, mi.btf_value_type_id) == (info.id, 1, 1)
@@ -303,7 +304,7 @@ def test_btf_load_failure_carries_log_lines() -> None:
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("verdict", [bpf.XDP_ABORTED, bpf.XDP_DROP, bpf.XDP_PASS, bpf.XDP_TX])
+@pytest.mark.parametrize("verdict", [uapi.XDP_ABORTED, uapi.XDP_DROP, uapi.XDP_PASS, uapi.XDP_TX])
 def test_test_run_verdicts(verdict: int) -> None:
     with load_xdp(verdict) as p:
         res = bpf.prog_test_run(p.fd, PKT, repeat=3)
@@ -316,7 +317,7 @@ def test_test_run_with_ctx_and_errors() -> None:
     with load_xdp() as p:
         ctx = struct.pack("<6I", 0, len(PKT), 0, 0, 0, 0)     # struct xdp_md
         res = bpf.prog_test_run(p.fd, PKT, ctx=ctx)
-        assert res.retval == bpf.XDP_PASS and len(res.ctx_out) == len(ctx)
+        assert res.retval == uapi.XDP_PASS and len(res.ctx_out) == len(ctx)
         with pytest.raises(KernelError) as ei:
             bpf.prog_test_run(p.fd, b"short")                # < ETH_HLEN
         assert ei.value.errno == errno.EINVAL and ei.value.op == "BPF_PROG_TEST_RUN"
@@ -328,8 +329,8 @@ def test_test_run_with_ctx_and_errors() -> None:
 def test_prog_info_matches_bpftool() -> None:
     if not HAVE_BPFTOOL:
         pytest.skip("bpftool not installed: no oracle")
-    with bpf.map_create(bpf.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, name="xdpd_m") as m, \
-            bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, count_into(m.fd), "GPL",
+    with bpf.map_create(uapi.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1, name="xdpd_m") as m, \
+            bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, count_into(m.fd), "GPL",
                           name="xdpd_info") as p:
         info = bpf.prog_info(p.fd)
         tool = bpftool_json("prog", "show", "id", str(info.id))
@@ -340,7 +341,7 @@ def test_prog_info_matches_bpftool() -> None:
         assert info.xlated_insn_cnt == info.xlated_prog_len // 8
         assert tuple(tool["map_ids"]) == info.map_ids
         assert tool["gpl_compatible"] is info.gpl_compatible is True
-        assert tool["type"] == "xdp" and info.type == bpf.BPF_PROG_TYPE_XDP
+        assert tool["type"] == "xdp" and info.type == uapi.BPF_PROG_TYPE_XDP
         assert info.created_by_uid == os.geteuid()
         assert info.verified_insns > 0
         assert len(bpf.prog_xlated_insns(p.fd)) == info.xlated_prog_len
@@ -363,7 +364,7 @@ def test_prog_with_btf_and_func_info() -> None:
 def test_verifier_rejection_raises_verifier_error() -> None:
     log: list[str] = []
     with pytest.raises(VerifierError) as ei:
-        bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, insn(0x95), "GPL", name="xdpd_bad",
+        bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, insn(0x95), "GPL", name="xdpd_bad",
                       verifier_log=log)
     e = ei.value
     assert e.errno == errno.EACCES and e.op == "BPF_PROG_LOAD" and e.subject == "xdpd_bad"
@@ -382,7 +383,7 @@ def test_log_level_gives_log_on_success() -> None:
 
 def test_invalid_instruction_bytes_are_a_value_error() -> None:
     with pytest.raises(ValueError):
-        bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, b"\x95\x00", "GPL")
+        bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, b"\x95\x00", "GPL")
 
 
 def test_stats_are_collected_while_enable_stats_fd_is_open() -> None:
@@ -399,7 +400,7 @@ def test_ext_load_refused_on_this_host() -> None:
     with bpf.btf_load(BTF) as b, \
             load_xdp(name="xdp_fn", btf_fd=b.fd, func_info=struct.pack("<II", 0, FUNC_ID)) as t:
         with pytest.raises(KernelError) as ei:
-            bpf.prog_load(bpf.BPF_PROG_TYPE_EXT, ret(bpf.XDP_PASS), "GPL", name="ext",
+            bpf.prog_load(uapi.BPF_PROG_TYPE_EXT, ret(uapi.XDP_PASS), "GPL", name="ext",
                           btf_fd=b.fd, func_info=struct.pack("<II", 0, FUNC_ID),
                           attach_prog_fd=t.fd, attach_btf_id=FUNC_ID)
     assert ei.value.errno == errno.EPERM
@@ -413,7 +414,7 @@ def test_ext_load_refused_on_this_host() -> None:
 
 
 def test_get_next_id_and_fd_by_id() -> None:
-    with load_xdp() as p, bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as m:
+    with load_xdp() as p, bpf.map_create(uapi.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as m:
         pid, mid = bpf.prog_info(p.fd).id, bpf.map_info(m.fd).id
         progs, i = set(), 0
         while (i := bpf.prog_get_next_id(i)) is not None:    # type: ignore[assignment]
@@ -424,7 +425,7 @@ def test_get_next_id_and_fd_by_id() -> None:
         assert pid in progs and mid in maps
         with bpf.prog_get_fd_by_id(pid) as p2:
             assert bpf.prog_info(p2.fd).id == pid
-        with bpf.map_get_fd_by_id(mid, bpf.BPF_F_RDONLY) as m2:
+        with bpf.map_get_fd_by_id(mid, uapi.BPF_F_RDONLY) as m2:
             assert bpf.map_info(m2.fd).id == mid
             with pytest.raises(KernelError) as ei:
                 bpf.map_update(m2.fd, bytes(4), bytes(4))
@@ -439,7 +440,7 @@ def test_get_next_id_and_fd_by_id() -> None:
 def test_pin_and_get(bpffs_dir: str) -> None:
     prog_pin = os.path.join(bpffs_dir, "prog")
     map_pin = os.path.join(bpffs_dir, "map")
-    with load_xdp() as p, bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as m:
+    with load_xdp() as p, bpf.map_create(uapi.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as m:
         bpf.obj_pin(p.fd, prog_pin)
         bpf.obj_pin(m.fd, map_pin)
         with pytest.raises(KernelError) as ei:
@@ -448,7 +449,7 @@ def test_pin_and_get(bpffs_dir: str) -> None:
         pid, mid = bpf.prog_info(p.fd).id, bpf.map_info(m.fd).id
     with bpf.obj_get(prog_pin) as p2:
         assert bpf.prog_info(p2.fd).id == pid          # the pin kept it alive
-    with bpf.obj_get(map_pin, flags=bpf.BPF_F_RDONLY) as m2:
+    with bpf.obj_get(map_pin, flags=uapi.BPF_F_RDONLY) as m2:
         assert bpf.map_info(m2.fd).id == mid
         with pytest.raises(KernelError):
             bpf.map_update(m2.fd, bytes(4), bytes(4))
@@ -471,12 +472,12 @@ def test_pin_outside_bpffs_is_eperm_with_hint() -> None:
 
 def test_xdp_link_create_info_update_detach(netns_veth: VethNs, bpffs_dir: str) -> None:
     idx = netns_veth.host_ifindex
-    with load_xdp(bpf.XDP_PASS) as p1, load_xdp(bpf.XDP_DROP, name="xdpd_drop") as p2:
+    with load_xdp(uapi.XDP_PASS) as p1, load_xdp(uapi.XDP_DROP, name="xdpd_drop") as p2:
         id1, id2 = bpf.prog_info(p1.fd).id, bpf.prog_info(p2.fd).id
-        with bpf.link_create(p1.fd, idx, bpf.BPF_XDP,
+        with bpf.link_create(p1.fd, idx, uapi.BPF_XDP,
                              flags=netlink.XDP_FLAGS_SKB_MODE) as link:
             li = bpf.link_info(link.fd)
-            assert (li.type, li.prog_id, li.xdp_ifindex) == (bpf.BPF_LINK_TYPE_XDP, id1, idx)
+            assert (li.type, li.prog_id, li.xdp_ifindex) == (uapi.BPF_LINK_TYPE_XDP, id1, idx)
             st = netlink.read_xdp(idx)
             assert st.mode_name == "skb" and st.skb_prog_id == id1
 
@@ -511,7 +512,7 @@ def test_xdp_link_create_info_update_detach(netns_veth: VethNs, bpffs_dir: str) 
 def test_closing_unpinned_xdp_link_detaches(netns_veth: VethNs) -> None:
     idx = netns_veth.host_ifindex
     with load_xdp() as p:
-        link = bpf.link_create(p.fd, idx, bpf.BPF_XDP)
+        link = bpf.link_create(p.fd, idx, uapi.BPF_XDP)
         assert netlink.read_xdp(idx).prog_id == bpf.prog_info(p.fd).id
         link.close()
     assert netlink.read_xdp(idx).attached == netlink.XDP_ATTACHED_NONE
@@ -578,9 +579,9 @@ def test_dir_lock_excludes_a_second_holder(bpffs_dir: str) -> None:
 def test_verifier_log_grows_past_the_first_buffer() -> None:
     """A log larger than the initial 1 MiB buffer comes back whole (ENOSPC -> bigger buffer)."""
     n = 40000
-    insns = insn(0xB7, 0, imm=bpf.XDP_PASS) * n + insn(0x95)
+    insns = insn(0xB7, 0, imm=uapi.XDP_PASS) * n + insn(0x95)
     log: list[str] = []
-    with bpf.prog_load(bpf.BPF_PROG_TYPE_XDP, insns, "GPL", name="xdpd_biglog",
+    with bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, insns, "GPL", name="xdpd_biglog",
                        log_level=2, verifier_log=log):
         pass
     assert len(log) == 1 and len(log[0]) > bpf.LOG_SIZE_INITIAL

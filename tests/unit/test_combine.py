@@ -18,10 +18,6 @@ from dispatcher.obj import insn as I
 from dispatcher.obj.btf import FUNC_GLOBAL, FUNC_STATIC, Btf, BtfKind
 from dispatcher.obj.elf import read_object
 from dispatcher.obj.spec import (
-    ATTACH_XDP,
-    ATTACH_XDP_DEVMAP,
-    BPF_F_XDP_HAS_FRAGS,
-    PROG_TYPE_XDP,
     FunctionSpec,
     MapSpec,
     ObjectSpec,
@@ -30,6 +26,7 @@ from dispatcher.obj.spec import (
     RelocSpec,
 )
 from dispatcher.record import replace
+from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS, BPF_PROG_TYPE_XDP, BPF_XDP, BPF_XDP_DEVMAP
 from tests.objects import DEBIAN_BPF_DIR, example
 
 PASS, DROP, TX = 1 << 2, 1 << 1, 1 << 3
@@ -38,7 +35,7 @@ PASS, DROP, TX = 1 << 2, 1 << 1, 1 << 3
 def comp(path: str, prio: int | None = None, actions: int | None = None,
          label: str | None = None, kept: int = -1) -> combine.LinkComponent:
     obj = read_object(path)
-    prog = next(p for p in obj.programs if p.prog_type == PROG_TYPE_XDP)
+    prog = next(p for p in obj.programs if p.prog_type == BPF_PROG_TYPE_XDP)
     return combine.LinkComponent(obj, prog, label or prog.name,
                                  prog.run_config.priority if prio is None else prio,
                                  prog.run_config.chain_call_actions if actions is None else actions,
@@ -66,7 +63,7 @@ def _enc(*insns: I.Insn | tuple[I.Insn, I.Insn]) -> bytes:
 
 
 def synth(name: str, funcs: list[tuple[str, bytes, tuple[RelocSpec, ...]]],
-          maps: tuple[MapSpec, ...] = (), attach: int = ATTACH_XDP,
+          maps: tuple[MapSpec, ...] = (), attach: int = BPF_XDP,
           flags: int = 0, license: str = "GPL") -> ObjectSpec:
     """An object without BTF: the first function is the entry (section 'xdp'), the rest
     live in .text in order."""
@@ -77,7 +74,7 @@ def synth(name: str, funcs: list[tuple[str, bytes, tuple[RelocSpec, ...]]],
         fs.append(FunctionSpec(fname, sec, 0 if i == 0 else start, code, i == 0, relocs))
         if i:
             start += len(code) // 8
-    prog = ProgramSpec(funcs[0][0], "xdp", PROG_TYPE_XDP, attach, flags, fs[0])
+    prog = ProgramSpec(funcs[0][0], "xdp", BPF_PROG_TYPE_XDP, attach, flags, fs[0])
     return ObjectSpec(f"/synthetic/{name}.o", name, license, (prog,), maps, tuple(fs), None, None)
 
 
@@ -214,7 +211,7 @@ def test_more_than_ten_components_refused() -> None:
 
 def test_devmap_program_refused_by_name() -> None:
     o = synth("dm", [("dm_prog", _enc(I.mov64_imm(0, 2), I.exit_insn()), ())],
-              attach=ATTACH_XDP_DEVMAP)
+              attach=BPF_XDP_DEVMAP)
     with pytest.raises(combine.LinkError, match=r"dm_prog \(/synthetic/dm.o\).*not a plain XDP"):
         combine.check_components([synth_comp(o)])
 

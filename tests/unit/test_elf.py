@@ -11,7 +11,8 @@ import pytest
 from dispatcher.errors import ObjectFileError
 from dispatcher.obj.elf import parse_object, read_object
 from dispatcher.obj.link import link_program
-from dispatcher.obj.spec import PROG_TYPE_XDP, RelocKind
+from dispatcher.obj.spec import RelocKind
+from dispatcher.uapi import BPF_PROG_TYPE_XDP
 from tests.objects import all_objects, example, ids
 
 OBJECTS = all_objects()
@@ -71,7 +72,7 @@ def test_functions_and_sections_match_readelf(path: str) -> None:
 def test_every_program_links(path: str) -> None:
     spec = read_object(path)
     for prog in spec.programs:
-        if prog.prog_type != PROG_TYPE_XDP:
+        if prog.prog_type != BPF_PROG_TYPE_XDP:
             continue
         linked = link_program(spec, prog, {m.name: 7 for m in spec.maps})
         assert linked.insn_count >= prog.function.insn_count

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,8 +19,7 @@ import sys
 
 import pytest
 
-from dispatcher import api, cli
-from dispatcher.obj import spec
+from dispatcher import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,6 +36,49 @@ STATUS_FORBIDDEN = (
     "dispatcher.kernel.probes", "dispatcher.config.model", "dispatcher.config.apply", "dispatcher.chain.linked",
     "dispatcher.chain.linked.backend", "dispatcher.chain.linked.combine", "hashlib", "shutil", "tempfile",
 )
+
+
+# Removing a chain never builds one: no ELF reader, linker, loader or OpenSSL
+# (tests/host/test_status_imports.py).
+UNLOAD_FORBIDDEN = ("pydantic", "yaml", "elftools", "dispatcher.obj.elf", "dispatcher.obj.link",
+                    "dispatcher.kernel.loader", "dispatcher.chain.linked.build",
+                    "dispatcher.chain.linked.combine", "dispatcher.config.model", "hashlib", "asyncio")
+
+# Re-applying an unchanged config from its apply record: no YAML/pydantic, no ELF reader, no
+# chain-changing code (tests/host/test_applied.py).
+REAPPLY_FORBIDDEN = ("pydantic", "yaml", "elftools", "dispatcher.config.model",
+                     "dispatcher.config.apply", "dispatcher.obj.elf", "dispatcher.chain.router",
+                     "dispatcher.kernel.loader", "dispatcher.chain.linked.build")
+
+# `--help` builds the parser only.
+HELP_FORBIDDEN = (*STATUS_FORBIDDEN, "pyroute2", "dispatcher.api", "dispatcher.obj",
+                  "dispatcher.kernel", "ctypes")
+
+# `import dispatcher` re-exports the API lazily.
+IMPORT_FORBIDDEN = ("pyroute2", "ctypes", "argparse", "json")
+
+LISTS = {"STATUS_FORBIDDEN": STATUS_FORBIDDEN, "UNLOAD_FORBIDDEN": UNLOAD_FORBIDDEN,
+         "REAPPLY_FORBIDDEN": REAPPLY_FORBIDDEN, "HELP_FORBIDDEN": HELP_FORBIDDEN,
+         "IMPORT_FORBIDDEN": IMPORT_FORBIDDEN}
+
+
+def _exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:       # a parent package is missing
+        return False
+
+
+@pytest.mark.parametrize("list_name", sorted(LISTS))
+def test_every_listed_module_exists(list_name: str) -> None:
+    # a renamed or removed module would make "is not imported" pass for ever
+    missing = [m for m in LISTS[list_name] if not _exists(m)]
+    assert missing == [], f"{list_name} names modules that do not exist: {missing}"
+
+
+def test_missing_module_is_noticed() -> None:
+    assert not _exists("dispatcher.no_such_module") and not _exists("no_such_pkg.sub")
+    assert _exists("dispatcher.chain.state") and _exists("pyroute2.netlink")
 
 
 def modules_after(code: str, *python_flags: str) -> set[str]:
@@ -79,14 +122,62 @@ def test_help_imports_no_netlink_and_no_object_layer() -> None:
                          "    main(['--help'])\n"
                          "except SystemExit as e:\n"
                          "    assert e.code == 0")
-    assert heavy(mods, (*STATUS_FORBIDDEN, "pyroute2", "dispatcher.api", "dispatcher.obj",
-                        "dispatcher.kernel", "ctypes")) == []
+    assert heavy(mods, HELP_FORBIDDEN) == []
 
 
 def test_import_dispatcher_is_light() -> None:
     mods = modules_after("import dispatcher")
     assert [m for m in mods if m.startswith("dispatcher.")] == []
-    assert heavy(mods, ("pyroute2", "ctypes", "argparse", "json")) == []
+    assert heavy(mods, IMPORT_FORBIDDEN) == []
+
+
+def imports_dataclasses(path: str) -> bool:
+    """Whether the module's code imports ``dataclasses`` anywhere it can run (blocks under
+    ``if TYPE_CHECKING:`` never run)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING",
+                                                                  "typing.TYPE_CHECKING"):
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import) and any(a.name == "dataclasses" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module == "dataclasses":
+            return True
+        todo.extend(ast.iter_child_nodes(node))
+    return False
+
+
+#: record.replace() hands dataclass instances to dataclasses.replace: that import runs only
+#: when a dataclass instance exists, i.e. when dataclasses is imported already.
+DATACLASSES_EXEMPT = {"dispatcher.record"}
+
+
+def test_status_path_uses_record_not_dataclasses() -> None:
+    # the policy in dispatcher/record.py: what `status` imports builds its value classes
+    # with @record, so a short command never pays for dataclasses (and inspect)
+    mods = modules_after("from dispatcher.cli import main\n"
+                         "assert main(['status', 'lo']) == 0\n"
+                         "assert main(['status', 'lo', '--json']) == 0")
+    assert "dataclasses" not in mods and "inspect" not in mods
+    ours = sorted(m for m in mods if m == "dispatcher" or m.startswith("dispatcher."))
+    assert "dispatcher.chain.state" in ours and "dispatcher.render" in ours  # it did run
+    offenders = []
+    for m in ours:
+        spec = importlib.util.find_spec(m)
+        assert spec is not None and spec.origin is not None, m
+        if m not in DATACLASSES_EXEMPT and imports_dataclasses(spec.origin):
+            offenders.append(m)
+    assert offenders == [], f"on the status path, use @record instead: {offenders}"
+
+
+def test_dataclasses_check_can_fail() -> None:
+    from dispatcher.obj import insn, spec
+
+    assert imports_dataclasses(insn.__file__) and not imports_dataclasses(spec.__file__)
 
 
 def test_heavy_check_can_fail() -> None:
@@ -144,10 +235,6 @@ def test_help_text_wraps_at_the_terminal_width(monkeypatch: pytest.MonkeyPatch) 
     assert max(len(line) for line in text.splitlines()) <= 48
     monkeypatch.setenv("COLUMNS", "300")
     assert max(len(line) for line in cli._build_parser().format_help().splitlines()) > 50
-
-
-def test_api_xdp_type_is_the_spec_constant() -> None:
-    assert api.PROG_TYPE_XDP == spec.PROG_TYPE_XDP
 
 
 def test_launcher_runs_without_site(tmp_path: os.PathLike[str]) -> None:
