@@ -10,6 +10,11 @@ import struct
 
 from dispatcher.obj.actions import actions_to_names
 from dispatcher.record import record
+from dispatcher.uapi import (  # noqa: F401  (re-exported for the layouts' users)
+    BPF_F_RDONLY_PROG,
+    BPF_F_XDP_DEV_BOUND_ONLY,
+    BPF_F_XDP_HAS_FRAGS,
+)
 
 MAGIC = 236
 VERSION = 2                      # what we write (libxdp 1.3.x .. 1.5.x read it)
@@ -17,9 +22,6 @@ RETVAL = 31                      # stub return value; bit 31 of every used slot'
 MAX_SLOTS = 10
 DISPATCHER_NAME = "xdp_dispatcher"
 V1_SIZE, V2_SIZE, V3_SIZE = 84, 124, 128
-BPF_F_XDP_HAS_FRAGS = 0x20
-BPF_F_XDP_DEV_BOUND_ONLY = 0x40
-BPF_F_RDONLY_PROG = 0x80
 
 
 @record

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 from dispatcher.chain import protocol
 from dispatcher.obj.actions import actions_to_names
 from dispatcher.record import record
+from dispatcher.uapi import BPF_F_RDONLY_PROG, BPF_F_XDP_HAS_FRAGS
 
 if TYPE_CHECKING:  # the description (and json) only where a linked chain is read
     from dispatcher.chain.description import ChainDescription
 
-BPF_F_RDONLY_PROG = 0x80
 
 
 @record
@@ -163,7 +163,7 @@ def components_from_config(cfg: protocol.DispatcherConfig,
         comps.append(Component(
             slot=slot, name=p.full_name, id=p.id, tag=p.tag, priority=cfg.run_prios[slot],
             chain_call_actions=actions_to_names(cfg.chain_call_actions[slot] & 0x7FFFFFFF),
-            frags=bool(cfg.program_flags[slot] & protocol.BPF_F_XDP_HAS_FRAGS),
+            frags=bool(cfg.program_flags[slot] & BPF_F_XDP_HAS_FRAGS),
             load_time=p.load_time, xlated_insns=p.xlated_insns))
     return tuple(comps), tuple(problems)
 

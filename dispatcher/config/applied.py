@@ -30,11 +30,12 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from dispatcher import __version__, caches
+from dispatcher import caches
 from dispatcher.chain import protocol
 from dispatcher.config import ownership
 from dispatcher.errors import XdpDispatchError
 from dispatcher.kernel import bpffs, netlink
+from dispatcher.version import __version__
 
 if TYPE_CHECKING:
     from dispatcher.config.plan import InterfacePlan
@@ -86,7 +87,7 @@ def inputs(config: str, config_sha: str, objects: list[str], pin_maps: list[str]
 
 
 def _netns_identity(netns: str | None) -> list[int]:
-    path = "/proc/self/ns/net" if netns is None else netlink._netns_path(netns)
+    path = "/proc/self/ns/net" if netns is None else netlink.netns_path(netns)
     st = os.stat(path)
     return [st.st_dev, st.st_ino]
 

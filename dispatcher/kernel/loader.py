@@ -102,7 +102,7 @@ def open_object(spec: ObjectSpec, *, pin_root: str = DEFAULT_PIN_ROOT,
             if only_maps is not None and m.name not in only_maps:
                 continue
             data = data_overrides.get(m.name) if data_overrides else None
-            lo.maps[m.name] = _create_or_reuse(spec, m, btf_fd, pin_root, lo, data)
+            lo.maps[m.name] = create_or_reuse(spec, m, btf_fd, pin_root, lo, data)
     except BaseException:
         lo.unpin_new()
         lo.close()
@@ -184,7 +184,7 @@ def _make_dirs(path: str, created: list[str]) -> None:
     created.extend(missing)        # deepest first
 
 
-def _create_or_reuse(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None, pin_root: str,
+def create_or_reuse(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None, pin_root: str,
                      lo: LoadedObject, data: bytes | None) -> OwnedFd:
     if m.pinning:
         path = os.path.join(pin_root, m.name)

@@ -266,7 +266,7 @@ class _Rtnl:
         self.request(RTM_SETLINK, NLM_F_ACK, {"index": index}, [("IFLA_XDP", {"attrs": attrs})])
 
 
-def _netns_path(netns: str) -> str:
+def netns_path(netns: str) -> str:
     """Where a namespace is: a path as is, a bare name in /var/run/netns (as `ip netns`)."""
     return netns if os.path.dirname(netns) else os.path.join(NETNS_RUN_DIR, netns)
 
@@ -286,7 +286,7 @@ def _socket(netns: str | None) -> Iterator[_Rtnl]:
         if netns:
             from dispatcher.kernel import netns as ns
 
-            with ns.entered(_netns_path(netns)):
+            with ns.entered(netns_path(netns)):
                 sock = _open_socket()
         else:
             sock = _open_socket()

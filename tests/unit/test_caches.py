@@ -15,9 +15,7 @@ from dispatcher.obj import elf
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = str(REPO / "bpf" / "examples" / "xdp_pass.o")
 
-#: Lead converts these: dispatcher/chain/ is being rewritten; its functools caches are not
-#: registered yet (chain.freplace.program.dispatcher_object).
-UNREGISTERED_ALLOWLIST = {"dispatcher/chain/freplace/program.py:dispatcher_object"}
+UNREGISTERED_ALLOWLIST: set[str] = set()     # none: every cache is registered
 
 
 def test_reset_all_empties_every_cache() -> None:

@@ -19,15 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: Today's cycles, each as its set of modules (lead burns these down with the chain rewrite;
 #: issue 10 wants none). A cycle that goes away must leave this list.
-KNOWN_CYCLES: list[frozenset[str]] = [
-    # kernel.probes' freplace probe loads our dispatcher program, which reads the probes
-    frozenset({"dispatcher.chain.freplace.program", "dispatcher.kernel.probes"}),
-    # `from dispatcher import __version__` (root -> api, lazily) and chain.linked ->
-    # router / config.apply
-    frozenset({"dispatcher", "dispatcher.api", "dispatcher.chain.linked.backend",
-               "dispatcher.chain.linked.build", "dispatcher.chain.router",
-               "dispatcher.config.applied", "dispatcher.config.apply"}),
-]
+KNOWN_CYCLES: list[frozenset[str]] = []      # none: keep it so
 
 
 def cycles(graph: grimp.ImportGraph) -> list[frozenset[str]]:

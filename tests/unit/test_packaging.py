@@ -92,9 +92,6 @@ def test_installed_package_imports_and_runs_status(installed: tuple[Path, list[s
     assert cp.stdout.startswith("CURRENT XDP PROGRAM STATUS:") and "\nlo " in cp.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="chain/freplace/program.py still finds the object "
-                   "next to its own __file__ (dispatcher/chain/freplace/bpf/), which the package "
-                   "move broke; the lead fixes it with importlib.resources, then drop this mark")
 def test_installed_code_finds_the_packaged_dispatcher(installed: tuple[Path, list[str]]) -> None:
     target, _files = installed
     cp = _run(target, "from dispatcher.chain.freplace import program\n"

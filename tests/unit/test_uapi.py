@@ -37,14 +37,7 @@ TYPE_ATTRS = {"prog_type", "map_type", "expected_attach_type", "attach_type", "p
 #: with the instruction codec (see the uapi docstring).
 INSN_MODULE = "dispatcher/obj/insn.py"
 
-#: Lead converts these: dispatcher/chain/ is being rewritten and still defines its own copies.
-#: Empty this list as each file imports dispatcher.uapi instead.
-ALLOWLIST = {
-    "dispatcher/chain/description.py",
-    "dispatcher/chain/linked/build.py",
-    "dispatcher/chain/protocol.py",
-    "dispatcher/chain/state.py",
-}
+ALLOWLIST: set[str] = set()     # none: every module imports dispatcher.uapi
 
 
 def _is_int_literal(node: ast.expr) -> bool:

@@ -24,6 +24,7 @@ from dispatcher.errors import KernelError, NotSupportedError, XdpDispatchError
 from dispatcher.kernel import bpf
 from dispatcher.kernel.bpffs import remove_created
 from dispatcher.kernel.fd import OwnedFd
+from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS
 
 
 class FreplaceBackend:
@@ -76,7 +77,7 @@ def _dispatcher(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
         want_frags = all(m.frags for m in members) and _frags_ok()
         disp = program.load_dispatcher([m.priority for m in members],
                                        [m.actions for m in members],
-                                       [protocol.BPF_F_XDP_HAS_FRAGS if m.frags else 0
+                                       [BPF_F_XDP_HAS_FRAGS if m.frags else 0
                                         for m in members], frags=want_frags)
         stack.callback(disp.close)
         failpoints.hit("dispatcher_loaded", req.iface)

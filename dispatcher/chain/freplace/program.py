@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
+from dispatcher import caches
 from dispatcher.chain import protocol
 from dispatcher.errors import KernelError, ObjectFileError
 from dispatcher.kernel import bpf, loader, probes
@@ -18,7 +19,8 @@ from dispatcher.kernel.fd import OwnedFd
 from dispatcher.kernel.probes import Probe
 from dispatcher.obj.btf import BtfKind
 from dispatcher.obj.elf import parse_cached
-from dispatcher.obj.spec import PROG_TYPE_EXT, ObjectSpec, ProgramSpec
+from dispatcher.obj.spec import ObjectSpec, ProgramSpec
+from dispatcher.uapi import BPF_F_XDP_DEV_BOUND_ONLY, BPF_F_XDP_HAS_FRAGS, BPF_PROG_TYPE_EXT
 
 # The compiled bpf/dispatcher.c, shipped as package data (pyproject: package-data).
 OBJECT = resources.files("dispatcher").joinpath("bpf", "dispatcher.o")
@@ -32,6 +34,9 @@ def dispatcher_object() -> ObjectSpec:
         raise ObjectFileError(f"{OBJECT}: the packaged dispatcher is missing "
                               "(run make bpf)") from None
     return parse_cached(data, str(OBJECT))
+
+
+caches.register("chain.freplace.program.dispatcher_object", dispatcher_object.cache_clear)
 
 
 @dataclass
@@ -77,7 +82,7 @@ def load_dispatcher(prios: list[int], actions: list[int], flags: list[int], *, f
     prog_spec = spec.program(name=protocol.DISPATCHER_NAME)
     lo = loader.open_object(spec, only_maps=[".rodata"], data_overrides={".rodata": cfg})
     try:
-        p = loader.load_program(lo, prog_spec, prog_flags=protocol.BPF_F_XDP_HAS_FRAGS if frags else 0)
+        p = loader.load_program(lo, prog_spec, prog_flags=BPF_F_XDP_HAS_FRAGS if frags else 0)
     except BaseException:
         lo.close()
         raise
@@ -90,7 +95,7 @@ def load_dispatcher(prios: list[int], actions: list[int], flags: list[int], *, f
 def _stub_program(slot: int = 0) -> ProgramSpec:
     spec = dispatcher_object()
     f = next(f for f in spec.functions if f.name == f"prog{slot}")
-    return ProgramSpec(name=f.name, section=f.section, prog_type=PROG_TYPE_EXT,
+    return ProgramSpec(name=f.name, section=f.section, prog_type=BPF_PROG_TYPE_EXT,
                        expected_attach_type=0, prog_flags=0, function=f)
 
 
@@ -100,7 +105,7 @@ def probe_extension(disp: LoadedDispatcher) -> Probe:
     spec = dispatcher_object()
     _name, btf_id = disp.target(0)
     with loader.open_object(spec, only_maps=[]) as lo:
-        p = loader.load_program(lo, _stub_program(0), prog_type=PROG_TYPE_EXT,
+        p = loader.load_program(lo, _stub_program(0), prog_type=BPF_PROG_TYPE_EXT,
                                 attach_prog_fd=disp.fd, attach_btf_id=btf_id, name="probe_ext")
         with p.fd:
             try:
@@ -126,8 +131,8 @@ def load_component(obj: ObjectSpec, prog: ProgramSpec, disp: LoadedDispatcher, s
     _name, btf_id = disp.target(slot)
     lo, p = loader.load_object_program(
         obj, prog, pin_root=pin_root, verifier_log=verifier_log,
-        log_level=1 if verifier_log is not None else 0, prog_type=PROG_TYPE_EXT,
-        prog_flags=prog.prog_flags & ~(protocol.BPF_F_XDP_HAS_FRAGS | protocol.BPF_F_XDP_DEV_BOUND_ONLY),
+        log_level=1 if verifier_log is not None else 0, prog_type=BPF_PROG_TYPE_EXT,
+        prog_flags=prog.prog_flags & ~(BPF_F_XDP_HAS_FRAGS | BPF_F_XDP_DEV_BOUND_ONLY),
         attach_prog_fd=disp.fd, attach_btf_id=btf_id)
     new_pins = lo.created()
     lo.close()  # the program holds its maps; pinned maps stay pinned

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from dispatcher import __version__
 from dispatcher.chain import description
 from dispatcher.chain.description import ChainDescription, SlotDescription
 from dispatcher.chain.linked import combine
@@ -26,8 +25,9 @@ from dispatcher.kernel.fd import OwnedFd
 from dispatcher.obj.actions import names_to_actions
 from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
 from dispatcher.obj.link import referenced_maps
-from dispatcher.obj.spec import ATTACH_XDP, PROG_TYPE_XDP, MapSpec
-from dispatcher.uapi import BPF_F_RDONLY_PROG
+from dispatcher.obj.spec import MapSpec
+from dispatcher.uapi import BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_XDP, BPF_XDP
+from dispatcher.version import __version__
 
 __all__ = ["BuiltChain", "build", "components_from_description", "create_description_map",
            "file_sha256"]
@@ -96,7 +96,7 @@ def _open_component(c: combine.LinkComponent, pin_root: str, old: ChainDescripti
                     lo.maps[m.name] = fd
                     carried.append(m.name)
                     continue
-            lo.maps[m.name] = loader._create_or_reuse(spec, m, btf_fd, c.pin_dir or pin_root,
+            lo.maps[m.name] = loader.create_or_reuse(spec, m, btf_fd, c.pin_dir or pin_root,
                                                       lo, None)
     except BaseException:
         lo.unpin_new()
@@ -127,11 +127,11 @@ def create_description_map(desc: ChainDescription) -> OwnedFd:
     btf, vid = combine.description_btf(len(value))
     with bpf.btf_load(btf.encode(), subject="chain description BTF") as btf_fd:
         try:
-            fd = bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, len(value), 1, flags=BPF_F_RDONLY_PROG,
+            fd = bpf.map_create(BPF_MAP_TYPE_ARRAY, 4, len(value), 1, flags=BPF_F_RDONLY_PROG,
                                 name=combine.DESC_MAP_NAME, btf_fd=btf_fd.fd,
                                 btf_key_type_id=0, btf_value_type_id=vid)
         except KernelError:
-            fd = bpf.map_create(bpf.BPF_MAP_TYPE_ARRAY, 4, len(value), 1,
+            fd = bpf.map_create(BPF_MAP_TYPE_ARRAY, 4, len(value), 1,
                                 flags=BPF_F_RDONLY_PROG, name=combine.DESC_MAP_NAME)
     try:
         bpf.map_update(fd.fd, b"\0\0\0\0", value)
@@ -211,8 +211,8 @@ def _load(comb: combine.CombinedProgram, verifier_log: list[str] | None) -> Owne
             stack.callback(btf_fd.close)
         try:
             return bpf.prog_load(
-                PROG_TYPE_XDP, comb.insns, comb.license, name=comb.name,
-                prog_flags=comb.prog_flags, expected_attach_type=ATTACH_XDP,
+                BPF_PROG_TYPE_XDP, comb.insns, comb.license, name=comb.name,
+                prog_flags=comb.prog_flags, expected_attach_type=BPF_XDP,
                 btf_fd=btf_fd.fd if btf_fd is not None else None,
                 func_info=encode_func_info(comb.func_info) if btf_fd is not None else b"",
                 line_info=encode_line_info(comb.line_info) if btf_fd is not None else b"",

@@ -28,6 +28,7 @@ from dispatcher.chain.description import (
     SlotDescription,
 )
 from dispatcher.record import record
+from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS, BPF_PROG_TYPE_XDP, BPF_XDP, XDP_PASS
 
 __all__ = ["DESC_MAP_NAME", "MODE", "PROGRAM_NAME", "CombinedProgram", "ComponentCheck",
            "LinkComponent", "LinkError", "Slot", "check_components", "combine",
@@ -50,9 +51,6 @@ from dispatcher.obj.btf import (
 from dispatcher.obj.btf_ext import CoreReloRec, LineInfoRec
 from dispatcher.obj.link import LinkedProgram, link_program, referenced_maps
 from dispatcher.obj.spec import (
-    ATTACH_XDP,
-    BPF_F_XDP_HAS_FRAGS,
-    PROG_TYPE_XDP,
     ObjectSpec,
     ProgramSpec,
     actions_to_names,
@@ -205,7 +203,7 @@ def check_components(comps: Sequence[LinkComponent]) -> tuple[str, list[Componen
     checks = []
     for c in comps:
         p = c.prog
-        if p.prog_type != PROG_TYPE_XDP or p.expected_attach_type not in (0, ATTACH_XDP):
+        if p.prog_type != BPF_PROG_TYPE_XDP or p.expected_attach_type not in (0, BPF_XDP):
             raise LinkError(f"{c.where()}: program {p.name} (section {p.section}) is not a plain "
                             "XDP program (devmap/cpumap/freplace programs cannot be linked)")
         try:
@@ -269,7 +267,7 @@ def _main(n: int, desc_fd: int, masks: Sequence[int], bases: Sequence[int]) -> b
         out.append(I.alu32_reg(I.BPF_LSH, 1, 0))
         out.append(I.alu32_imm(I.BPF_AND, 1, masks[i] & 0x1F))
         out.append(I.jmp_imm(I.BPF_JEQ, 1, 0, out_idx - len(out) - 1))
-    out.append(I.mov64_imm(0, 2))    # XDP_PASS after the last slot
+    out.append(I.mov64_imm(0, XDP_PASS))    # after the last slot
     out.append(I.exit_insn())
     out.append(I.exit_insn())        # out_r0: return the verdict that stopped the chain
     assert len(out) == main_insn_count(n)
