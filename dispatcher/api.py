@@ -5,6 +5,9 @@
     for iface in dispatcher.status("veth0"):
         print(iface.to_json())
     dispatcher.unload("veth0", all=True)
+
+Imports inside functions are deliberate, all for one reason: each operation imports only
+what it needs (``status`` never loads the ELF reader, the linker or the config stack).
 """
 
 from __future__ import annotations

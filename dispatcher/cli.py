@@ -2,6 +2,9 @@
 
 Exit codes: 0 ok, 1 kernel/unexpected error, 2 usage/config/object error,
 3 not supported, 4 conflict after retries, 5 foreign state in the way.
+
+Imports inside functions are deliberate, all for one reason: a command imports only what
+it runs (``--help`` builds the parser only; ``status`` never loads the object layer).
 """
 
 from __future__ import annotations

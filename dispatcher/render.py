@@ -119,7 +119,7 @@ def disasm_text(obj: ObjectSpec, prog: ProgramSpec) -> str:
 
     Map references are shown unresolved (fd 0): this is the object, not a loaded program.
     """
-    from dispatcher.obj.insn import decode, disasm
+    from dispatcher.obj.insn import decode, disasm  # only `inspect --disasm` links and decodes
     from dispatcher.obj.link import link_program
 
     linked = link_program(obj, prog, {m.name: 0 for m in obj.maps})

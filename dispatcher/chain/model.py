@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.record import record, replace
+from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS
 
 if TYPE_CHECKING:  # the object layer is imported when a chain is built, not to empty one
     from dispatcher.obj.spec import ObjectSpec, ProgramSpec
@@ -110,8 +111,7 @@ def with_settings(obj: ObjectSpec, program: str, settings: str
     frozen), every map but global data pinned by name under ``pin_maps`` (an existing
     compatible pin is reused, so contents survive upgrades), and the frags flag as
     overridden. Returns (object, program, pin_maps directory or None)."""
-    from dispatcher.obj.variables import with_overrides
-    from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS
+    from dispatcher.obj.variables import with_overrides  # BTF: only for a config's settings
 
     s = json.loads(settings) if settings else {}
     obj = with_overrides(obj, s.get("globals") or {})

@@ -48,7 +48,7 @@ def _btf_of(btf_id: int) -> Btf | None:
 def _func_names(btf: Btf | None) -> list[str]:
     if btf is None:
         return []
-    from dispatcher.obj.btf import BtfKind
+    from dispatcher.obj.btf import BtfKind  # only for long names and dispatchers
 
     return [t.name for t in btf.types if t.kind == BtfKind.FUNC]
 
@@ -74,7 +74,7 @@ def _btf_version(main: ProgFacts, cfg_map: MapFacts | None) -> int:
     btf = _btf_of(main.btf_id)
     if btf is None:
         return 0
-    from dispatcher.obj.metadata import dispatcher_version
+    from dispatcher.obj.metadata import dispatcher_version  # only for dispatchers
 
     return dispatcher_version(btf)
 

@@ -27,6 +27,7 @@ from dispatcher.chain.pending import (
 )
 from dispatcher.errors import XdpDispatchError
 from dispatcher.kernel import netlink
+from dispatcher.kernel import netns as netns_mod
 
 
 def _backend(kind: str) -> ChainBackend:
@@ -39,7 +40,7 @@ def _backend(kind: str) -> ChainBackend:
 
 
 def _freplace_supported() -> bool:
-    from dispatcher.chain.freplace import program
+    from dispatcher.chain.freplace import program  # the probe loads our dispatcher
     return program.freplace().supported
 
 
@@ -80,9 +81,7 @@ def change(req: ChangeRequest, *, notice: Notice | None = None,
 def attached_everywhere() -> tuple[set[int], list[str]]:
     """The ids of every XDP program attached to an interface in any network namespace we
     can see (bpffs is shared by all of them), and the namespaces we could not read."""
-    from dispatcher.kernel.netns import every_namespace
-
-    paths, problems = every_namespace()
+    paths, problems = netns_mod.every_namespace()
     ids: set[int] = set()
     for path in paths:
         try:

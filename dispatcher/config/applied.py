@@ -196,6 +196,7 @@ def plan_record(p: InterfacePlan) -> dict[str, Any]:
 
 
 def plan_from_record(d: dict[str, Any]) -> InterfacePlan:
+    # the plan's values only when a record is used (fingerprinting needs none)
     from dispatcher.config.plan import DesiredProgram, InterfacePlan, PlanItem
 
     items = []

@@ -20,7 +20,7 @@ from dispatcher.chain.model import (
     with_settings,
 )
 from dispatcher.chain.pending import PendingChange
-from dispatcher.config import ownership
+from dispatcher.config import applied, ownership
 from dispatcher.config.model import ChainConfig, error_at, expand_names, load_and_check
 from dispatcher.config.plan import (
     ADD,
@@ -34,6 +34,7 @@ from dispatcher.config.plan import (
 )
 from dispatcher.errors import ConfigError, XdpDispatchError
 from dispatcher.kernel import bpffs, netlink
+from dispatcher.kernel.privileges import require_root
 from dispatcher.obj.elf import parse_cached, read_bytes, read_object
 from dispatcher.obj.spec import ObjectSpec, names_to_actions
 from dispatcher.record import replace
@@ -188,8 +189,6 @@ class _Recorder:
     change made meanwhile keeps the record from being written."""
 
     def __init__(self, path: str, exclusive: bool) -> None:
-        from dispatcher.config import applied
-
         self.applied = applied
         self.path, self.exclusive = path, exclusive
         try:
@@ -231,7 +230,6 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     """Make each interface match the config; returns the plans that were carried out.
     When nothing is left to change, records that (``applied.py``) so that the next apply
     of the unchanged file against the unchanged system can say so without re-planning."""
-    from dispatcher.kernel.privileges import require_root
     rec = _Recorder(path, exclusive)
     links: Links = {}
     shas: dict[str, str] = {}

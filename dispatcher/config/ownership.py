@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 
 def read() -> dict[int, Owner]:
-    from dispatcher.config.plan import Owner
+    from dispatcher.config.plan import Owner  # status reads labels only, never records
 
     try:
         with open(records_path()) as f:

@@ -18,7 +18,7 @@ from typing import Any
 
 from dispatcher.chain.description import ChainDescription
 from dispatcher.chain.state import InterfaceState
-from dispatcher.obj.actions import actions_to_names
+from dispatcher.obj.actions import actions_to_names, names_to_actions
 from dispatcher.record import record
 
 ADD, REMOVE, UPGRADE, UPDATE, KEEP, FOREIGN = "add", "remove", "upgrade", "update", "keep", "foreign"
@@ -126,7 +126,6 @@ def plan_interface(iface: str, netns: str | None, mode: str, desired: list[Desir
                            exclusive, source)
     present: list[tuple[int, str, int, int]] = []    # (id, kernel name, prio, actions)
     if observed.kind == "dispatcher":
-        from dispatcher.obj.actions import names_to_actions
 
         present = [(c.id, c.name, c.priority, names_to_actions(list(c.chain_call_actions)))
                    for c in observed.programs]

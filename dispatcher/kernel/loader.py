@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from dispatcher.errors import KernelError, ObjectFileError
+from dispatcher.errors import KernelError, ObjectFileError, VerifierError
 from dispatcher.kernel import bpf
 from dispatcher.kernel.bpffs import remove_created
 from dispatcher.kernel.fd import OwnedFd
@@ -261,7 +261,6 @@ def load_program(lo: LoadedObject, prog: ProgramSpec, *, prog_type: int | None =
 
 def _resubject(e: KernelError, subject: str) -> KernelError:
     """Rebuild the message so it names the program (errno, op, log and hint kept)."""
-    from dispatcher.errors import VerifierError
 
     if isinstance(e, VerifierError):
         return VerifierError(e.op, e.errno, subject, e.log, hint=e.hint)

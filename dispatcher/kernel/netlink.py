@@ -284,7 +284,7 @@ def _open_socket() -> socket.socket:
 def _socket(netns: str | None) -> Iterator[_Rtnl]:
     try:
         if netns:
-            from dispatcher.kernel import netns as ns
+            from dispatcher.kernel import netns as ns  # setns: only for another namespace
 
             with ns.entered(netns_path(netns)):
                 sock = _open_socket()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dispatcher import caches, uapi
 from dispatcher.errors import KernelError, XdpDispatchError
 from dispatcher.kernel import bpf
+from dispatcher.kernel import bpffs as kbpffs
 from dispatcher.record import record
 
 _CONCLUSIVE_NO = {errno.EPERM, errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524, errno.EACCES}
@@ -89,16 +90,14 @@ def pkt_changing_stubs() -> Probe:
 
 
 def bpffs(root: str) -> Probe:
-    from dispatcher.kernel.bpffs import is_bpffs
-
-    ok = is_bpffs(root)
+    ok = kbpffs.is_bpffs(root)
     return Probe("bpffs", ok, f"{root} {'is' if ok else 'is not'} a BPF filesystem")
 
 
 def interface_modes(iface: str, netns: str | None = None) -> dict[str, object]:
     """Which XDP attach modes ``iface`` accepts. Probed by attaching an XDP_PASS program
     (native, then hw) and detaching it at once; only when nothing is attached."""
-    from dispatcher.kernel import netlink
+    from dispatcher.kernel import netlink  # pyroute2: only to probe an interface
 
     ifindex = netlink.ifindex_of(iface, netns=netns)
     xs = netlink.read_xdp(ifindex, netns=netns)

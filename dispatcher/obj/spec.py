@@ -10,6 +10,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from dispatcher import uapi
+from dispatcher.errors import ObjectFileError
 from dispatcher.obj.actions import XDP_ACTIONS as XDP_ACTIONS
 from dispatcher.obj.actions import actions_to_names as actions_to_names
 from dispatcher.obj.actions import names_to_actions as names_to_actions
@@ -163,7 +164,6 @@ class ObjectSpec:
 
     def program(self, *, name: str | None = None, section: str | None = None) -> ProgramSpec:
         """Select one program by function name or by section (first in that section)."""
-        from dispatcher.errors import ObjectFileError
 
         if name is not None:
             for p in self.programs:

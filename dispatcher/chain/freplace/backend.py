@@ -21,7 +21,7 @@ from dispatcher.chain.model import ChangeRequest, ChangeResult
 from dispatcher.chain.pending import PendingChange, protocol_lock, remove_pin_dir, swap
 from dispatcher.chain.state import InterfaceState
 from dispatcher.errors import KernelError, NotSupportedError, XdpDispatchError
-from dispatcher.kernel import bpf
+from dispatcher.kernel import bpf, probes
 from dispatcher.kernel.bpffs import remove_created
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS
@@ -60,8 +60,6 @@ def _result(at: Attempt, result: ChangeResult, **kw: object) -> PendingChange:
 
 
 def _frags_ok() -> bool:
-    from dispatcher.kernel import probes
-
     try:
         return probes.frags().supported
     except XdpDispatchError:
@@ -146,7 +144,7 @@ def _dispatcher(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
 
 
 def _direct(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
-    from dispatcher.kernel import loader
+    from dispatcher.kernel import loader  # the ELF program loader: only to attach one
 
     req = at.req
     n = req.add[plan.members[0].new]

@@ -16,6 +16,7 @@ from dispatcher.chain.linked import plan as planning
 from dispatcher.chain.model import ChangeRequest, ChangeResult
 from dispatcher.chain.pending import PendingChange, protocol_lock, swap
 from dispatcher.chain.state import InterfaceState
+from dispatcher.kernel import bpf
 from dispatcher.record import replace
 
 
@@ -59,8 +60,6 @@ class LinkedBackend:
             except BaseException:
                 built.unpin_new()
                 raise
-        from dispatcher.kernel import bpf
-
         pid = bpf.prog_info(built.prog.fd).id
         st = at.observed.state
         if at.notice and st.kind in ("none", "legacy") and len(comps) > 1:

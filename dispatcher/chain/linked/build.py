@@ -24,6 +24,7 @@ from dispatcher.kernel.bpffs import remove_created
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.obj.actions import names_to_actions
 from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
+from dispatcher.obj.elf import read_object
 from dispatcher.obj.link import referenced_maps
 from dispatcher.obj.spec import MapSpec
 from dispatcher.uapi import BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_XDP, BPF_XDP
@@ -233,8 +234,6 @@ def components_from_description(desc: ChainDescription, *, replaced: set[int] | 
                                 ) -> list[combine.LinkComponent]:
     """Re-read the objects of a description's slots (for a rebuild). ``replaced`` slots are
     skipped. Errors name the slot when an object vanished or changed."""
-    from dispatcher.obj.elf import read_object
-
     out = []
     for i, s in enumerate(desc.slots):
         if replaced and i in replaced:

@@ -34,6 +34,7 @@ __all__ = ["DESC_MAP_NAME", "MODE", "PROGRAM_NAME", "CombinedProgram", "Componen
            "LinkComponent", "LinkError", "Slot", "check_components", "combine",
            "description", "description_btf", "main_btf", "main_insn_count",
            "sort_components"]
+from dispatcher.chain.protocol import SortKey, sort_key
 from dispatcher.errors import ObjectFileError
 from dispatcher.obj import insn as I
 from dispatcher.obj.btf import (
@@ -97,8 +98,6 @@ class LinkComponent:
         return self.prog.frags
 
     def sort_key(self) -> tuple[object, ...]:
-        from dispatcher.chain.protocol import SortKey, sort_key
-
         kept = self.kept_slot >= 0
         return sort_key(SortKey(self.priority, self.prog.name, kept,
                                 0 if kept else self.prog.function.insn_count,
