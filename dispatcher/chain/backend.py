@@ -13,6 +13,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dispatcher.chain import pending
 from dispatcher.record import record
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from dispatcher.chain.observe import OpenChain
     from dispatcher.chain.pending import PendingChange
     from dispatcher.chain.state import InterfaceState
+    from dispatcher.kernel.fd import OwnedFd
 
 
 @record
@@ -37,6 +39,10 @@ class Attempt:
     notice: Notice | None = None
     verifier_log: list[str] | None = None
     before_swap: Callable[[ChangeResult], None] | None = None
+
+    def swap(self, new_fd: int | None, old_fd: OwnedFd | None, mode_flags: int) -> None:
+        """``pending.swap`` on this attempt's interface."""
+        pending.swap(self.ifindex, new_fd, old_fd, mode_flags, self.req.netns, self.req.iface)
 
     def about_to_swap(self, preview: ChangeResult) -> None:
         """Called with what the interface will run, right before the swap: the caller

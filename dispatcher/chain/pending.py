@@ -55,11 +55,14 @@ def remove_pin_dir(path: str) -> None:
 
 
 def swap(ifindex: int, new_fd: int | None, old_fd: OwnedFd | None, mode_flags: int,
-         netns: str | None) -> None:
+         netns: str | None, iface: str = "") -> None:
     """Attach ``new_fd`` in place of ``old_fd`` in one netlink request: REPLACE expecting
     the old program, NOEXIST when there was none, or a detach expecting it when there is
     no new one. A kernel answer that someone else changed the interface first (EEXIST,
     EBUSY) raises ``Race``: the caller starts over from observation."""
+    failpoints.hit("swap", iface)
+    if failpoints.lost_race("swap", iface):
+        raise Race(f"injected lost race at the swap ({failpoints.ENV})")
     try:
         if new_fd is None:
             assert old_fd is not None

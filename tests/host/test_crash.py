@@ -143,3 +143,26 @@ def test_kill_during_multi_interface_apply_converges(two, private: str, tmp_path
         assert dispatcher_dirs(private) == attached_dispatcher_dirs(a, b)
     else:
         assert dispatcher_dirs(private) == []
+
+
+@pytest.mark.parametrize("objs", [["xdp_pass.o"], ["xdp_pass.o", "xdp_counter.o"]],
+                         ids=["one", "chain"])
+def test_retry_limit_gives_exit_4_and_changes_nothing(netns_veth, private: str,  # type: ignore[no-untyped-def]
+                                                      objs: list[str]) -> None:
+    """README: "a lost race starts over (10 tries)", then exit code 4. A swap that loses its
+    race every time (fail point ``swap:race``) is tried exactly MAX_RETRIES times."""
+    from dispatcher.chain.model import MAX_RETRIES
+    from tests.cli import assert_one_line_error
+    from tests.objects import EXAMPLES_DIR
+
+    v = netns_veth
+    cp = run_cli("load", v.host_if, *(os.path.join(EXAMPLES_DIR, o) for o in objs), "-m", "skb",
+                 env={"XDP_DISPATCH_FAULT": f"swap@{v.host_if}:race"})
+    assert cp.returncode == 4, cp.stderr
+    assert_one_line_error(cp, f"{v.host_if}: the XDP program changed under us {MAX_RETRIES} "
+                              "times; giving up", "injected lost race")
+    assert nettools.xdp_attached(v.host_if) is None          # nothing was attached
+    assert dispatcher_dirs(private) == []                    # nor left pinned
+    cp = run_cli("load", v.host_if, *(os.path.join(EXAMPLES_DIR, o) for o in objs), "-m", "skb")
+    assert cp.returncode == 0, cp.stderr                     # positive control
+    run_cli("unload", v.host_if, "--all", check=True)

@@ -18,7 +18,7 @@ from dispatcher.chain import protocol
 from dispatcher.chain.backend import Attempt
 from dispatcher.chain.freplace import plan as planning
 from dispatcher.chain.model import ChangeRequest, ChangeResult
-from dispatcher.chain.pending import PendingChange, protocol_lock, remove_pin_dir, swap
+from dispatcher.chain.pending import PendingChange, protocol_lock, remove_pin_dir
 from dispatcher.chain.state import InterfaceState
 from dispatcher.errors import KernelError, NotSupportedError, XdpDispatchError
 from dispatcher.kernel import bpf, probes
@@ -44,7 +44,7 @@ class FreplaceBackend:
         if not plan.members:
             if old_fd is None:
                 return _result(at, ChangeResult(req.iface, at.ifindex, "none", 0, ()))
-            swap(at.ifindex, None, old_fd, at.old_mode_flags, req.netns)
+            at.swap(None, old_fd, at.old_mode_flags)
             return _result(at, ChangeResult(req.iface, at.ifindex, "none", 0, ()),
                            old_fd=old_fd, old_pin_dir=plan.old_pin_dir)
         if plan.direct:
@@ -133,7 +133,7 @@ def _dispatcher(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
                     bpf.obj_pin(prog_fd, f"{pdir}/prog{i}-prog")
                 failpoints.hit("pinned", req.iface)
                 at.about_to_swap(result)
-                swap(at.ifindex, disp.fd, at.observed.main_fd, at.new_mode_flags, req.netns)
+                at.swap(disp.fd, at.observed.main_fd, at.new_mode_flags)
             except BaseException:
                 remove_pin_dir(pdir)
                 raise
@@ -158,7 +158,7 @@ def _direct(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
     with lo:
         try:
             at.about_to_swap(result)
-            swap(at.ifindex, p.fd.fd, at.observed.main_fd, at.new_mode_flags, req.netns)
+            at.swap(p.fd.fd, at.observed.main_fd, at.new_mode_flags)
         except BaseException:
             lo.unpin_new()
             raise

@@ -14,7 +14,7 @@ from dispatcher import failpoints
 from dispatcher.chain.backend import Attempt
 from dispatcher.chain.linked import plan as planning
 from dispatcher.chain.model import ChangeRequest, ChangeResult
-from dispatcher.chain.pending import PendingChange, protocol_lock, swap
+from dispatcher.chain.pending import PendingChange, protocol_lock
 from dispatcher.chain.state import InterfaceState
 from dispatcher.kernel import bpf
 from dispatcher.record import replace
@@ -33,7 +33,7 @@ class LinkedBackend:
             result = ChangeResult(req.iface, at.ifindex, "none", 0, ())
             if old_fd is None:
                 return PendingChange(result, netns=req.netns, root=req.root)
-            swap(at.ifindex, None, old_fd, at.old_mode_flags, req.netns)
+            at.swap(None, old_fd, at.old_mode_flags)
             return PendingChange(result, netns=req.netns, root=req.root, old_fd=old_fd,
                                  old_mode_flags=at.old_mode_flags, held=at.held.pop_all())
         # the linker and its loader: removing the whole chain needs neither
@@ -56,7 +56,7 @@ class LinkedBackend:
             at.held.callback(built.close)
             try:
                 failpoints.hit("linked_built", req.iface)
-                swap(at.ifindex, built.prog.fd, old_fd, at.new_mode_flags, req.netns)
+                at.swap(built.prog.fd, old_fd, at.new_mode_flags)
             except BaseException:
                 built.unpin_new()
                 raise
