@@ -193,6 +193,9 @@ BPF_F_TEST_XDP_LIVE_FRAMES = 0x2
 # enum bpf_stats_type
 BPF_STATS_RUN_TIME = 0
 
+# enum bpf_func_id (helpers the generated code calls)
+BPF_FUNC_map_lookup_elem = 1
+
 # enum xdp_action (XDP program verdicts)
 XDP_ABORTED = 0
 XDP_DROP = 1

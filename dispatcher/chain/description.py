@@ -37,6 +37,7 @@ class SlotDescription:
     pin_dir: str = ""
     settings: str = ""                  # a config entry's load-time overrides (JSON)
     source: str = ""                    # the config file that manages the slot
+    counter: int = -1                   # stats on: the slot's counter index (chain/stats.py)
 
     @property
     def map_ids(self) -> dict[str, int]:
@@ -50,6 +51,7 @@ class SlotDescription:
             **({"pin_dir": self.pin_dir} if self.pin_dir else {}),
             **({"settings": self.settings} if self.settings else {}),
             **({"source": self.source} if self.source else {}),
+            **({"counter": self.counter} if self.counter >= 0 else {}),
         }
 
 
@@ -60,6 +62,11 @@ class ChainDescription:
     frags: bool
     slots: tuple[SlotDescription, ...]  # in slot order
     version: int = VERSION
+    stats_map: int = 0                  # id of the chain.stats map; 0: stats off
+
+    @property
+    def stats(self) -> str:
+        return "counts" if self.stats_map else "off"
 
     @property
     def labels(self) -> list[str]:
@@ -67,7 +74,8 @@ class ChainDescription:
 
     def to_json(self) -> dict[str, object]:
         return {"version": self.version, "mode": MODE, "tool": self.tool, "btf": self.btf,
-                "frags": self.frags, "slots": [s.to_json() for s in self.slots]}
+                "frags": self.frags, "slots": [s.to_json() for s in self.slots],
+                **({"stats_map": self.stats_map} if self.stats_map else {})}
 
 
 def encode(desc: ChainDescription) -> bytes:
@@ -90,7 +98,7 @@ def parse(value: bytes) -> ChainDescription | None:
         slots = tuple(_slot(s) for s in doc["slots"])
         return ChainDescription(_str(doc.get("tool", "")), _str(doc.get("btf", "")),
                                 _bool(doc.get("frags", False)), slots,
-                                _int(doc.get("version", VERSION)))
+                                _int(doc.get("version", VERSION)), _int(doc.get("stats_map", 0)))
     except (TypeError, ValueError):
         return None
 
@@ -107,7 +115,7 @@ def _slot(s: object) -> SlotDescription:
         _bool(s.get("frags", False)), _str(s.get("object", "")), _str(s.get("sha256", "")),
         _str(s.get("program", "")), _str(s.get("section", "")),
         tuple((_str(k), _int(v)) for k, v in maps.items()), _str(s.get("pin_dir", "")),
-        _str(s.get("settings", "")), _str(s.get("source", "")))
+        _str(s.get("settings", "")), _str(s.get("source", "")), _int(s.get("counter", -1)))
 
 
 def _str(v: object) -> str:

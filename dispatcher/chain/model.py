@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the object layer is imported when a chain is built, not to 
 
 MODES = ("native", "skb", "hw")
 DISPATCH_MODES = ("auto", "freplace", "linked")
+STATS_MODES = ("off", "counts")     # per-component counters (linked chains; chain/stats.py)
 MAX_RETRIES = 10            # a lost race starts over from observation this many times
 SHA_PREFIX = 16             # hex digits of an object's sha256 that identify it in a chain
 
@@ -57,6 +58,7 @@ class ChangeRequest:
     netns: str | None = None
     force: bool = False                         # replace a program that is not a chain
     dispatch: str = "auto"                      # auto | freplace | linked
+    stats: str | None = None                    # off | counts; None: keep the chain's
 
     @property
     def updates(self) -> dict[int, tuple[int, int]]:
@@ -67,12 +69,13 @@ def request(iface: str, *, mode: str, root: str, add: list[NewProgram] | None = 
             remove_ids: set[int] | None = None, remove_names: set[str] | None = None,
             remove_all: bool = False, update: Mapping[int, tuple[int, int]] | None = None,
             netns: str | None = None, force: bool = False,
-            dispatch: str = "auto") -> ChangeRequest:
+            dispatch: str = "auto", stats: str | None = None) -> ChangeRequest:
     """A ``ChangeRequest`` from the usual Python collections."""
     return ChangeRequest(
         iface, mode, root, tuple(add or ()), frozenset(remove_ids or ()),
         frozenset(remove_names or ()), remove_all,
-        tuple((pid, p, a) for pid, (p, a) in (update or {}).items()), netns, force, dispatch)
+        tuple((pid, p, a) for pid, (p, a) in (update or {}).items()), netns, force, dispatch,
+        stats)
 
 
 @record

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from dispatcher.chain import protocol
-from dispatcher.chain.model import DISPATCH_MODES, MODES, ChangeRequest
+from dispatcher.chain.model import DISPATCH_MODES, MODES, STATS_MODES, ChangeRequest
 from dispatcher.chain.state import InterfaceState
 from dispatcher.errors import ForeignStateError, UsageError
 
@@ -30,6 +30,9 @@ def check_request(req: ChangeRequest) -> None:
     if req.dispatch not in DISPATCH_MODES:
         raise UsageError(f"unknown dispatch mode '{req.dispatch}' (expected "
                          f"{', '.join(DISPATCH_MODES)})")
+    if req.stats is not None and req.stats not in STATS_MODES:
+        raise UsageError(f"unknown stats setting '{req.stats}' (expected "
+                         f"{', '.join(STATS_MODES)})")
 
 
 def choose_backend(st: InterfaceState, req: ChangeRequest,
@@ -65,6 +68,10 @@ def _not_a_dispatcher(st: InterfaceState, iface: str) -> ForeignStateError:
 def check_freplace(st: InterfaceState, req: ChangeRequest) -> None:
     """What the freplace back-end refuses to change."""
     iface = req.iface
+    if req.stats == "counts":
+        raise UsageError(f"{iface}: per-component stats are implemented for linked chains "
+                         "only (freplace chains would need fexit programs, not done yet)",
+                         hint="use --dispatch linked, or --stats off")
     if st.kind == "legacy":
         if req.remove_all or (st.main and st.main.id in req.remove_ids):
             return
@@ -134,6 +141,11 @@ def check_linked(st: InterfaceState, req: ChangeRequest) -> bool:
             f"{iface}: the linked chain's components have no program ids of their own "
             f"(the chain is program {main_id})",
             hint=f"remove a component by name: xdp-dispatch unload {iface} -n NAME")
+    if st.kind != "linked" and req.stats is not None and not req.add and not remove_all:
+        raise UsageError(f"{iface}: per-component stats are a property of a linked chain, "
+                         f"and {iface} has none (kind {st.kind})",
+                         hint=f"load programs with: xdp-dispatch load {iface} --stats "
+                              f"{req.stats} OBJ")
     if req.remove_names and st.kind != "linked":
         raise UsageError(f"{iface}: removing by name (-n) works on linked chains; "
                          f"this interface has kind {st.kind}")

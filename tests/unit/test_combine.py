@@ -315,3 +315,60 @@ def test_main_insns_fixed_size() -> None:
         code = combine._main(n, 3, [PASS] * n, [combine.main_insn_count(n)] * n)
         assert len(code) // 8 == combine.main_insn_count(n)
         struct.unpack_from("<BBhi", code, 0)
+
+
+def test_stats_main_counts_after_each_call_and_keeps_layout() -> None:
+    """With stats, each slot block grows by the counting code (lookup into the stats map
+    at key counter*6 + bounded action), BTF line info follows the blocks, and the
+    description map stays the 2nd instruction."""
+    comps = combine.sort_components([comp(example("xdp_counter")), comp(example("xdp_runcfg")),
+                                     comp(example("xdp_globals"), prio=60, actions=PASS | TX)])
+    n = len(comps)
+    link = combine.StatsLink(88, (4, 0, 7))
+    cp = combine.combine(comps, fds(comps), desc_fd=77, stats=link)
+    plain = combine.combine(comps, fds(comps), desc_fd=77)
+    ins = decode(cp.insns)
+    per = combine.slot_insns(True)
+    assert combine.main_insn_count(n, True) == 6 + per * n
+    assert cp.insn_count - plain.insn_count == (per - combine.SLOT_INSNS) * n
+    assert ins[1].src == I.BPF_PSEUDO_MAP_FD and ins[1].imm == 77
+    out_idx = combine.main_insn_count(n, True) - 1
+    for i, (c, s) in enumerate(zip(comps, cp.slots, strict=True)):
+        blk = 3 + per * i
+        call = ins[blk + 1]
+        assert call.is_pseudo_call and blk + 1 + call.imm + 1 == s.start
+        body = ins[blk + 2:blk + 2 + combine.STATS_INSNS]
+        assert body[0] == I.mov64_reg(7, 0) and body[-1] == I.mov64_reg(0, 7)
+        assert I.alu32_imm(I.BPF_ADD, 2, link.counters[i] * 6) in body
+        maps = [x for x in body if x.code == I.OP_LD_IMM64 and x.src == I.BPF_PSEUDO_MAP_FD]
+        assert [m.imm for m in maps] == [88]
+        jeq = ins[blk + per - 1]
+        assert ins[blk + per - 2] == I.alu32_imm(I.BPF_AND, 1, c.actions)
+        assert jeq.code == I.BPF_JMP | I.BPF_JEQ and blk + per - 1 + jeq.off + 1 == out_idx
+    # line info: main's slot lines sit on each block's first instruction
+    main_lines = [li.insn_off for li in cp.line_info if li.insn_off < cp.slots[0].start]
+    assert main_lines == [0, *(3 + per * i for i in range(n)), 3 + per * n]
+    assert cp.func_info[1][0] == cp.slots[0].start
+    with pytest.raises(ValueError):
+        combine.combine(comps, fds(comps), desc_fd=77, stats=combine.StatsLink(88, (0,)))
+
+
+def test_stats_description_keys_are_added_only_when_on() -> None:
+    comps = [comp(example("xdp_counter"))]
+    off = combine.description(comps, [{}], "hybrid", "1")
+    on = combine.description(comps, [{}], "hybrid", "1", stats_map=42, counters=[3])
+    j_off, j_on = off.to_json(), on.to_json()
+    assert "stats_map" not in j_off and "counter" not in j_off["slots"][0]  # type: ignore[index]
+    assert list(j_on)[:-1] == list(j_off) and j_on["stats_map"] == 42
+    back = description.parse(description.encode(on))
+    assert back == on and back.stats == "counts" and back.slots[0].counter == 3
+    assert description.parse(description.encode(off)).stats == "off"  # type: ignore[union-attr]
+
+
+def test_assign_counters_keeps_old_and_never_reuses_an_old_index() -> None:
+    from dispatcher.chain import stats as cs
+
+    assert cs.assign_counters([None, None], []) == [0, 1]
+    # kept 3 and 0; the old chain also used 1 (removed): new ones take 2 and 4
+    assert cs.assign_counters([3, None, 0, None], [0, 1, 3]) == [3, 2, 0, 4]
+    assert cs.MAX_ENTRIES == cs.MAX_COUNTERS * cs.NUM_ACTIONS >= 2 * combine.MAX_COMPONENTS * 6

@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from dispatcher.chain import description
+from dispatcher.chain import stats as chain_stats
 from dispatcher.chain.description import ChainDescription, SlotDescription
 from dispatcher.chain.linked import combine
 from dispatcher.chain.model import SHA_PREFIX, with_settings
@@ -27,7 +28,13 @@ from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_l
 from dispatcher.obj.elf import read_object
 from dispatcher.obj.link import referenced_maps
 from dispatcher.obj.spec import MapSpec
-from dispatcher.uapi import BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARRAY, BPF_PROG_TYPE_XDP, BPF_XDP
+from dispatcher.uapi import (
+    BPF_F_RDONLY_PROG,
+    BPF_MAP_TYPE_ARRAY,
+    BPF_MAP_TYPE_PERCPU_ARRAY,
+    BPF_PROG_TYPE_XDP,
+    BPF_XDP,
+)
 from dispatcher.version import __version__
 
 __all__ = ["BuiltChain", "build", "components_from_description", "create_description_map",
@@ -143,6 +150,50 @@ def create_description_map(desc: ChainDescription) -> OwnedFd:
     return fd
 
 
+def _stats_map(comps: Sequence[combine.LinkComponent], old: ChainDescription | None
+               ) -> tuple[OwnedFd, list[int]]:
+    """The chain's stats map and each slot's counter index. The old chain's map is kept
+    (reopened by id) so kept components continue their counts in place; see
+    ``dispatcher.chain.stats`` for why this beats copying. New counters are zeroed."""
+    fd = None
+    if old is not None and old.stats_map:
+        fd = _reopen_stats(old.stats_map)
+    kept: list[int | None] = []
+    for c in comps:
+        prev = _old_slot(old, c) if fd is not None else None
+        kept.append(prev.counter if prev is not None and prev.counter >= 0 else None)
+    old_used = [s.counter for s in old.slots if s.counter >= 0] if old and fd else []
+    counters = chain_stats.assign_counters(kept, old_used)
+    if fd is None:
+        fd = bpf.map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, chain_stats.VALUE_SIZE,
+                            chain_stats.MAX_ENTRIES, name=chain_stats.MAP_NAME)
+    try:
+        zero = bytes(bpf.percpu_value_size(chain_stats.VALUE_SIZE))
+        for k, was in zip(counters, kept, strict=True):
+            if was is None:
+                for a in range(chain_stats.NUM_ACTIONS):
+                    bpf.map_update(fd.fd, chain_stats.key(k, a).to_bytes(4, "little"), zero)
+    except BaseException:
+        fd.close()
+        raise
+    return fd, counters
+
+
+def _reopen_stats(map_id: int) -> OwnedFd | None:
+    """The old chain's stats map, if it still exists and has our shape."""
+    try:
+        fd = bpf.map_get_fd_by_id(map_id)
+    except KernelError:
+        return None
+    mi = bpf.map_info(fd.fd)
+    if (mi.name, mi.type, mi.key_size, mi.value_size, mi.max_entries) != (
+            chain_stats.MAP_NAME, BPF_MAP_TYPE_PERCPU_ARRAY, 4, chain_stats.VALUE_SIZE,
+            chain_stats.MAX_ENTRIES):
+        fd.close()
+        return None
+    return fd
+
+
 _INSN_RE = re.compile(r"^(\d+): ", re.M)
 
 
@@ -163,9 +214,10 @@ def _blame(comb: combine.CombinedProgram, log: str) -> str:
 
 def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
           old: ChainDescription | None = None,
-          verifier_log: list[str] | None = None) -> BuiltChain:
-    """Check, create maps, link and load a chain of ``comps`` (given in slot order)."""
-    mode, checks = combine.check_components(comps)       # before touching the kernel
+          verifier_log: list[str] | None = None, stats: bool = False) -> BuiltChain:
+    """Check, create maps, link and load a chain of ``comps`` (given in slot order).
+    ``stats``: main counts each component's verdicts (``dispatcher.chain.stats``)."""
+    mode, checks = combine.check_components(comps, stats)   # before touching the kernel
     if any(ck.uses_tail_calls for ck in checks):
         bad = next(c for c, ck in zip(comps, checks, strict=True) if ck.uses_tail_calls)
         raise combine.LinkError(
@@ -192,11 +244,19 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
                 if keep:
                     carried[c.label] = keep
             map_ids = [{n: bpf.map_info(fd.fd).id for n, fd in lo.maps.items()} for lo in los]
-            doc = combine.description(comps, map_ids, mode, __version__)
+            link = None
+            stats_id = 0
+            if stats:
+                sfd, counters = _stats_map(comps, old)
+                stack.callback(sfd.close)
+                stats_id = bpf.map_info(sfd.fd).id
+                link = combine.StatsLink(sfd.fd, tuple(counters))
+            doc = combine.description(comps, map_ids, mode, __version__, stats_id,
+                                      link.counters if link else ())
             desc = create_description_map(doc)
             stack.callback(desc.close)
             comb = combine.combine(comps, [{n: fd.fd for n, fd in lo.maps.items()} for lo in los],
-                                   desc.fd)
+                                   desc.fd, link)
             prog = _load(comb, verifier_log)
         except BaseException:
             remove_created(new_pins)

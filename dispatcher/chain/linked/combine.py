@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 
+from dispatcher.chain import stats as chain_stats
 from dispatcher.chain.description import (
     DESC_MAP_NAME,
     MODE,
@@ -28,11 +29,17 @@ from dispatcher.chain.description import (
     SlotDescription,
 )
 from dispatcher.record import record
-from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS, BPF_PROG_TYPE_XDP, BPF_XDP, XDP_PASS
+from dispatcher.uapi import (
+    BPF_F_XDP_HAS_FRAGS,
+    BPF_PROG_TYPE_XDP,
+    BPF_XDP,
+    XDP_PASS,
+    BPF_FUNC_map_lookup_elem,
+)
 
 __all__ = ["DESC_MAP_NAME", "MODE", "PROGRAM_NAME", "CombinedProgram", "ComponentCheck",
            "LinkComponent", "LinkError", "Slot", "check_components", "combine",
-           "description", "description_btf", "main_btf", "main_insn_count",
+           "StatsLink", "description", "description_btf", "main_btf", "main_insn_count",
            "sort_components"]
 from dispatcher.chain.protocol import SortKey, sort_key
 from dispatcher.errors import ObjectFileError
@@ -191,9 +198,11 @@ def _analyse(c: LinkComponent, lp: LinkedProgram) -> ComponentCheck:
                           len(referenced_maps(c.obj, c.prog)), has_btf, callbacks, tail_calls)
 
 
-def check_components(comps: Sequence[LinkComponent]) -> tuple[str, list[ComponentCheck]]:
+def check_components(comps: Sequence[LinkComponent], stats: bool = False
+                     ) -> tuple[str, list[ComponentCheck]]:
     """Up-front checks (no kernel needed). Returns (BTF mode, per-component measures) or
-    raises ``LinkError`` naming the component that does not fit."""
+    raises ``LinkError`` naming the component that does not fit. ``stats``: the chain
+    also references its stats map and counts in main."""
     if not comps:
         raise LinkError("a linked chain needs at least one component")
     if len(comps) > MAX_COMPONENTS:
@@ -235,13 +244,13 @@ def check_components(comps: Sequence[LinkComponent]) -> tuple[str, list[Componen
         raise LinkError(f"the chain would have {total_funcs} functions; the kernel allows "
                         f"{MAX_SUBPROGS} per program (largest: "
                         f"{max(checks, key=lambda k: k.functions).label})")
-    total_maps = 1 + sum(ck.maps for ck in checks)
+    total_maps = 1 + int(stats) + sum(ck.maps for ck in checks)
     if total_maps > MAX_MAPS:
         raise LinkError(f"the chain would reference {total_maps} maps (with its description "
                         f"map); the kernel allows {MAX_MAPS} per program (most: "
                         f"{max(checks, key=lambda k: k.maps).label} with "
                         f"{max(ck.maps for ck in checks)})")
-    total = main_insn_count(len(comps)) + sum(ck.insns for ck in checks)
+    total = main_insn_count(len(comps), stats) + sum(ck.insns for ck in checks)
     if total > MAX_INSNS:
         raise LinkError(f"the chain would have {total} instructions; the kernel allows "
                         f"{MAX_INSNS}")
@@ -250,18 +259,71 @@ def check_components(comps: Sequence[LinkComponent]) -> tuple[str, list[Componen
 
 # ------------------------------------------------------------------ main function
 
-def main_insn_count(n: int) -> int:
-    return 3 + 6 * n + 3
+SLOT_INSNS = 6                  # per slot without stats: call + chain-call test
+STATS_INSNS = 22                # per slot, with stats: counting after the call
 
 
-def _main(n: int, desc_fd: int, masks: Sequence[int], bases: Sequence[int]) -> bytes:
+@record
+class StatsLink:
+    """Stats on: the chain's ``chain.stats`` map (borrowed fd) and each slot's counter
+    index (see ``dispatcher.chain.stats``)."""
+
+    fd: int
+    counters: tuple[int, ...]
+
+
+def slot_insns(stats: bool) -> int:
+    return SLOT_INSNS + (STATS_INSNS if stats else 0)
+
+
+def main_insn_count(n: int, stats: bool = False) -> int:
+    return 3 + slot_insns(stats) * n + 3
+
+
+def _count(counter: int, stats_fd: int) -> list[I.Insn]:
+    """After a component returned (verdict in r0, ctx in r6): add one packet and its
+    bytes to key counter*6 + action of the per-CPU stats map. The verdict is kept in r7
+    (callee-saved) across the lookup and put back in r0; the action index is bounded
+    (anything but 0..4 counts as "other"); a NULL lookup skips the counting."""
+    base = counter * chain_stats.NUM_ACTIONS
+    out = [
+        I.mov64_reg(7, 0),
+        I.mov32_reg(2, 0),                                   # w2 = verdict (zero-extended)
+        I.jmp_imm(I.BPF_JLE, 2, chain_stats.OTHER - 1, 1),
+        I.mov32_imm(2, chain_stats.OTHER),
+        I.alu32_imm(I.BPF_ADD, 2, base),
+        I.stx_mem(I.BPF_W, 10, 2, -4),                       # key on main's stack
+        I.mov64_reg(2, 10),
+        I.alu64_imm(I.BPF_ADD, 2, -4),
+        *I.ld_imm64(1, I.BPF_PSEUDO_MAP_FD, stats_fd),
+        I.call_helper(BPF_FUNC_map_lookup_elem),
+        I.jmp_imm(I.BPF_JEQ, 0, 0, 9),
+        I.ldx_mem(I.BPF_DW, 1, 0, 0),
+        I.alu64_imm(I.BPF_ADD, 1, 1),
+        I.stx_mem(I.BPF_DW, 0, 1, 0),                        # packets += 1 (this CPU's)
+        I.ldx_mem(I.BPF_W, 2, 6, 4),                         # ctx->data_end
+        I.ldx_mem(I.BPF_W, 3, 6, 0),                         # ctx->data
+        I.alu64_reg(I.BPF_SUB, 2, 3),
+        I.ldx_mem(I.BPF_DW, 1, 0, 8),
+        I.alu64_reg(I.BPF_ADD, 1, 2),
+        I.stx_mem(I.BPF_DW, 0, 1, 8),                        # bytes += data_end - data
+        I.mov64_reg(0, 7),
+    ]
+    assert len(out) == STATS_INSNS, len(out)
+    return out
+
+
+def _main(n: int, desc_fd: int, masks: Sequence[int], bases: Sequence[int],
+          stats: StatsLink | None = None) -> bytes:
     """Generated main; ``bases`` are absolute instruction indexes of each entry."""
     out: list[I.Insn] = [I.mov64_reg(6, 1), *I.ld_imm64(1, I.BPF_PSEUDO_MAP_FD, desc_fd)]
-    out_idx = main_insn_count(n) - 1
+    out_idx = main_insn_count(n, stats is not None) - 1
     for i in range(n):
         call_at = len(out) + 1
         out.append(I.mov64_reg(1, 6))
         out.append(I.call_pseudo(bases[i] - call_at - 1))
+        if stats is not None:
+            out.extend(_count(stats.counters[i], stats.fd))
         out.append(I.mov32_imm(1, 1))
         out.append(I.alu32_reg(I.BPF_LSH, 1, 0))
         out.append(I.alu32_imm(I.BPF_AND, 1, masks[i] & 0x1F))
@@ -269,7 +331,7 @@ def _main(n: int, desc_fd: int, masks: Sequence[int], bases: Sequence[int]) -> b
     out.append(I.mov64_imm(0, XDP_PASS))    # after the last slot
     out.append(I.exit_insn())
     out.append(I.exit_insn())        # out_r0: return the verdict that stopped the chain
-    assert len(out) == main_insn_count(n)
+    assert len(out) == main_insn_count(n, stats is not None)
     return I.encode(out)
 
 
@@ -361,14 +423,18 @@ def chain_frags(comps: Sequence[LinkComponent]) -> bool:
 
 
 def combine(comps: Sequence[LinkComponent], map_fds: Sequence[Mapping[str, int]],
-            desc_fd: int) -> CombinedProgram:
+            desc_fd: int, stats: StatsLink | None = None) -> CombinedProgram:
     """Build the chain program from components in slot order (see ``sort_components``).
-    ``map_fds[i]`` maps component i's map names to (borrowed) fds."""
+    ``map_fds[i]`` maps component i's map names to (borrowed) fds. With ``stats``, main
+    counts every component's verdicts (``_count``)."""
     if len(map_fds) != len(comps):
         raise ValueError("one map-fd mapping per component")
-    mode, checks = check_components(comps)
+    if stats is not None and len(stats.counters) != len(comps):
+        raise ValueError("one stats counter per component")
+    mode, checks = check_components(comps, stats is not None)
     n = len(comps)
-    main_len = main_insn_count(n)
+    main_len = main_insn_count(n, stats is not None)
+    per_slot = slot_insns(stats is not None)
     linked: list[LinkedProgram] = []
     for c, fds in zip(comps, map_fds, strict=True):
         try:
@@ -380,7 +446,7 @@ def combine(comps: Sequence[LinkComponent], map_fds: Sequence[Mapping[str, int]]
     for lp in linked:
         bases.append(pos)
         pos += lp.insn_count
-    insns = _main(n, desc_fd, [c.actions for c in comps], bases) + b"".join(
+    insns = _main(n, desc_fd, [c.actions for c in comps], bases, stats) + b"".join(
         lp.insns for lp in linked)
     slots = tuple(Slot(c.label, b, b + lp.insn_count)
                   for c, b, lp in zip(comps, bases, linked, strict=True))
@@ -395,9 +461,9 @@ def combine(comps: Sequence[LinkComponent], map_fds: Sequence[Mapping[str, int]]
         file_off = off[_MAIN_FILE]
         line_info.append(LineInfoRec(0, file_off, file_off, 1 << 10))
         for i, c in enumerate(comps):
-            line_info.append(LineInfoRec(3 + 6 * i, file_off, off[_slot_line(i, c)],
+            line_info.append(LineInfoRec(3 + per_slot * i, file_off, off[_slot_line(i, c)],
                                          (i + 2) << 10))
-        line_info.append(LineInfoRec(3 + 6 * n, file_off, off["return XDP_PASS"],
+        line_info.append(LineInfoRec(3 + per_slot * n, file_off, off["return XDP_PASS"],
                                      (n + 2) << 10))
         lines_ok = True
         for c, lp, base in zip(comps, linked, bases, strict=True):
@@ -425,14 +491,18 @@ def combine(comps: Sequence[LinkComponent], map_fds: Sequence[Mapping[str, int]]
 # ------------------------------------------------------------------ description
 
 def description(comps: Sequence[LinkComponent], map_ids: Sequence[Mapping[str, int]],
-                btf_mode: str, tool_version: str = "") -> ChainDescription:
-    """What the description map records (components in slot order)."""
+                btf_mode: str, tool_version: str = "", stats_map: int = 0,
+                counters: Sequence[int] = ()) -> ChainDescription:
+    """What the description map records (components in slot order); with stats, the
+    stats map's id and each slot's counter index."""
+    idx = list(counters) if stats_map else [-1] * len(comps)
     return ChainDescription(
         f"xdp-dispatch {tool_version}".strip(), btf_mode, chain_frags(comps),
         tuple(SlotDescription(
             c.label, c.priority, actions_to_names(c.actions), c.frags, c.obj.path, c.sha256,
-            c.prog.name, c.prog.section, tuple(ids.items()), c.pin_dir, c.settings, c.source)
-            for c, ids in zip(comps, map_ids, strict=True)))
+            c.prog.name, c.prog.section, tuple(ids.items()), c.pin_dir, c.settings, c.source,
+            k)
+            for c, ids, k in zip(comps, map_ids, idx, strict=True)), stats_map=stats_map)
 
 
 def description_btf(value_size: int) -> tuple[Btf, int]:

@@ -8,6 +8,7 @@ from dispatcher.chain import rules
 from dispatcher.chain.description import ChainDescription
 from dispatcher.chain.model import ChangeRequest
 from dispatcher.chain.state import InterfaceState
+from dispatcher.chain.stats import DEFAULT_LINKED
 from dispatcher.record import record
 
 
@@ -17,6 +18,7 @@ class LinkedPlan:
     description: ChainDescription | None     # the attached chain's, if it is a linked one
     removed: frozenset[int]                  # its slots that go
     reuse: tuple[int, ...]                   # per added program: the removed slot it takes, or -1
+    stats: bool = False                      # the new chain counts per component
 
     @property
     def empty(self) -> bool:
@@ -45,4 +47,10 @@ def plan(st: InterfaceState, req: ChangeRequest) -> LinkedPlan:
                 reusable.remove(i)
                 break
         reuse.append(hit)
-    return LinkedPlan(remove_all, desc, frozenset(removed), tuple(reuse))
+    return LinkedPlan(remove_all, desc, frozenset(removed), tuple(reuse), stats_on(desc, req))
+
+
+def stats_on(desc: ChainDescription | None, req: ChangeRequest) -> bool:
+    """Counts on: as asked, else as the attached chain has them, else the default."""
+    want = req.stats or (desc.stats if desc is not None else DEFAULT_LINKED)
+    return want == "counts"
