@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from dispatcher.config.model import ChainConfig
     from dispatcher.config.plan import InterfacePlan
     from dispatcher.obj.spec import ObjectSpec, ProgramSpec
+    from dispatcher.stats import InterfaceStats as InterfaceStatsT
 
 # Modules that parse objects or change chains are imported by the functions that use
 # them: `status` must not pay for the ELF reader, the linker or the loader.
@@ -87,10 +88,12 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
          actions: str | Sequence[str] | None = None, section: str | None = None,
          prog_name: str | None = None, netns: str | None = None, force: bool = False,
          verifier_log: list[str] | None = None,
-         notice: Callable[[str], None] | None = None, dispatch: str = "auto") -> ChangeResult:
+         notice: Callable[[str], None] | None = None, dispatch: str = "auto",
+         stats: str | None = None) -> ChangeResult:
     """Add programs to ``iface``'s chain (one atomic swap). CLI values override run config.
     ``dispatch``: ``auto`` (freplace where the kernel allows it, else a linked chain),
-    ``freplace`` or ``linked``."""
+    ``freplace`` or ``linked``. ``stats``: ``counts`` or ``off`` (None: keep the chain's
+    setting; a new linked chain counts)."""
     from dispatcher.chain import router
     from dispatcher.chain.model import NewProgram, request
 
@@ -111,7 +114,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
         new.append(NewProgram(obj, prog, prio, acts))
     root = _root(notice)
     return router.change(request(iface, mode=mode, add=new, netns=netns, root=root, force=force,
-                                 dispatch=dispatch),
+                                 dispatch=dispatch, stats=stats),
                          notice=notice, verifier_log=verifier_log)
 
 
@@ -302,6 +305,37 @@ def clean(iface: str | None = None, *, netns: str | None = None) -> list[str]:
     return router.clean(_root(None), iface, netns=netns)
 
 
+def stats(iface: str | None = None, *, netns: str | None = None,
+          interval: float | None = None) -> list[InterfaceStatsT]:
+    """Per-component counters of every chain (or ``iface``'s); with ``interval``, the
+    rates (per second) between two samples that far apart."""
+    from dispatcher import stats as st
+
+    return st.sample(iface, netns, interval)
+
+
+def metrics(*, netns: str | None = None) -> bytes:
+    """The Prometheus text exposition of every chain's counters (README "Metrics")."""
+    from dispatcher import stats as st
+
+    return st.prometheus(st.collect(None, netns))
+
+
+def set_stats(iface: str, setting: str, *, netns: str | None = None,
+              notice: Callable[[str], None] | None = None) -> ChangeResult:
+    """Turn ``iface``'s per-component counters on (``counts``) or ``off``: the linked
+    chain is rebuilt with the same components (kept counts continue)."""
+    from dispatcher.chain import router
+    from dispatcher.chain.model import request
+    from dispatcher.kernel import netlink
+
+    require_root("changing stats")
+    xs = netlink.read_xdp_by_name(iface, netns=netns)
+    mode = "native" if xs.drv_prog_id else "skb" if xs.skb_prog_id else "native"
+    return router.change(request(iface, mode=mode, root=_root(notice), netns=netns,
+                                 stats=setting), notice=notice)
+
+
 def probe_features(iface: str | None = None, *, netns: str | None = None) -> dict[str, object]:
     from dispatcher.chain.freplace import program
     from dispatcher.kernel import bpffs
@@ -317,5 +351,6 @@ def probe_features(iface: str | None = None, *, netns: str | None = None) -> dic
 
 
 __all__ = ["LoadResult", "StatusReport", "apply_config", "check_config", "clean", "config_drift",
-           "load", "load_plain", "managed_by", "plan_config", "probe_features", "read_object",
-           "select_program", "status", "status_report", "unload", "unload_all"]
+           "load", "load_plain", "managed_by", "metrics", "plan_config", "probe_features",
+           "read_object", "select_program", "set_stats", "stats", "status", "status_report",
+           "unload", "unload_all"]

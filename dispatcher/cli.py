@@ -105,6 +105,9 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
                     help="how to chain programs: freplace (libxdp's dispatcher), linked (one "
                          "program linked from all of them; no freplace needed), or auto: "
                          "freplace where the kernel allows it, else linked (default)")
+    sp.add_argument("--stats", choices=["off", "counts"],
+                    help="per-component counters of a linked chain (default: keep the "
+                         "chain's setting; a new linked chain counts)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the verifier log")
     sp.add_argument("--verifier-log", metavar="FILE", help="write the full verifier log to FILE")
 
@@ -124,6 +127,17 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--netns", help="network namespace")
     sp.add_argument("--config", metavar="FILE",
                     help="also show what differs between FILE and the kernel (drift)")
+
+    sp = add("stats", help="per-component packet counters of chains; "
+                       "'stats enable|disable IFACE' turns them on or off")
+    sp.add_argument("words", metavar="IFACE | enable IFACE | disable IFACE", nargs="*")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--interval", type=float, metavar="S",
+                    help="show rates (per second) between two samples S seconds apart")
+    sp.add_argument("--netns", help="network namespace")
+
+    sp = add("metrics", help="Prometheus text exposition of every chain's counters")
+    sp.add_argument("--netns", help="network namespace")
 
     sp = add("clean", help="remove pins of dispatchers that are no longer attached")
     sp.add_argument("iface", metavar="IFACE", nargs="?")
@@ -190,7 +204,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
                        actions=args.actions, section=args.section, prog_name=args.prog_name,
                        netns=args.netns, force=args.force,
                        verifier_log=log if want_log else None, notice=_notice,
-                       dispatch=args.dispatch)
+                       dispatch=args.dispatch, stats=args.stats)
     except XdpDispatchError as e:
         log_text = getattr(e, "log", None)
         if want_log and log_text and log_text not in log:
@@ -243,6 +257,38 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if rep.errors:
         return 1
     return 2 if rep.drifted else 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from dispatcher import api
+    from dispatcher import stats as st
+
+    words = list(args.words)
+    if words and words[0] in ("enable", "disable"):
+        if len(words) != 2:
+            raise UsageError(f"usage: {PROG} stats {words[0]} IFACE")
+        res = api.set_stats(words[1], "counts" if words[0] == "enable" else "off",
+                            netns=args.netns, notice=_notice)
+        print(f"{words[1]}: stats {'on' if words[0] == 'enable' else 'off'} "
+              f"(linked chain {res.dispatcher_id})")
+        return 0
+    if len(words) > 1:
+        raise UsageError(f"usage: {PROG} stats [IFACE] | stats enable|disable IFACE")
+    if args.interval is not None and args.interval <= 0:
+        raise UsageError("--interval must be a positive number of seconds")
+    ifs = api.stats(words[0] if words else None, netns=args.netns, interval=args.interval)
+    if args.json:
+        print(json.dumps(st.to_json(ifs, args.interval), indent=2))
+    else:
+        sys.stdout.write(st.text(ifs, args.interval))
+    return 0
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from dispatcher import api
+
+    sys.stdout.write(api.metrics(netns=args.netns).decode())
+    return 0
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
@@ -322,7 +368,8 @@ def _notice(msg: str) -> None:
 
 
 _COMMANDS = {"inspect": _cmd_inspect, "load": _cmd_load, "unload": _cmd_unload,
-             "status": _cmd_status, "clean": _cmd_clean, "features": _cmd_features,
+             "status": _cmd_status, "stats": _cmd_stats, "metrics": _cmd_metrics,
+             "clean": _cmd_clean, "features": _cmd_features,
              "schema": _cmd_schema, "check": _cmd_check, "plan": _cmd_plan,
              "apply": _cmd_apply}
 

@@ -150,6 +150,8 @@ def status_text(states: list[Any], managed: Mapping[int, str | None] | None = No
     programs this tool recorded, ``-`` for the others; blank on the dispatcher's row."""
     out = ["CURRENT XDP PROGRAM STATUS:", ""]
     labels: dict[int, str] = {}          # line index -> managed-by cell
+    packets: dict[int, str] = {}         # line index -> packets cell (linked chains with stats)
+    with_packets = any(c.packets is not None for st in states for c in st.programs)
 
     def row(line: str, prog_id: int | None) -> None:
         if managed is not None:
@@ -160,6 +162,8 @@ def status_text(states: list[Any], managed: Mapping[int, str | None] | None = No
                                                       "Tag", "Chain actions"), None)
     if managed is not None:
         labels[len(out) - 1] = "Managed by"
+    if with_packets:
+        packets[len(out) - 1] = "Packets"
     rule = len(out)
     out.append("-" * 86)
     for st in states:
@@ -186,12 +190,19 @@ def status_text(states: list[Any], managed: Mapping[int, str | None] | None = No
             row("%-16s %-5d  %-16s %-8s %-4s %-17s %s" % (
                 " =>", c.priority, c.name, "", c.id or "-", c.tag or "-",
                 ",".join(c.chain_call_actions)), c.id)
+            if c.packets is not None:
+                packets[len(out) - 1] = str(c.packets)
             if managed is not None and not c.id:
                 # A linked chain's slots are ours by construction; the description says
                 # which config file (if any) put them there.
                 labels[len(out) - 1] = _linked_manager(c)
         for p in st.problems:
             out.append(f"{'':16s} ! {p}")
+    if packets:              # a column after the chain actions, before "Managed by"
+        width = max(len(out[i]) for i in packets)
+        for i, cell in packets.items():
+            out[i] = out[i].ljust(width) + "  " + cell.rjust(12)
+        out[rule] = "-" * max(86, max(len(out[i]) for i in packets))
     if labels:
         width = max(len(out[i]) for i in labels)
         for i, cell in labels.items():

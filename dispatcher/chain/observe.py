@@ -26,6 +26,7 @@ from dispatcher.chain.state import (
 from dispatcher.errors import KernelError, XdpDispatchError
 from dispatcher.kernel import bpf, netlink
 from dispatcher.kernel.fd import OwnedFd
+from dispatcher.record import replace
 from dispatcher.uapi import BPF_F_RDONLY_PROG
 
 if TYPE_CHECKING:
@@ -162,9 +163,13 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
         if desc is not None:
             disp = DispatcherInfo(id=main.id, version=desc.version, frags=desc.frags,
                                   name=main.full_name, tag=main.tag)
+            slots = components_from_description(desc)
+            if desc.stats_map:
+                counts = read_counters(desc.stats_map, [s.counter for s in desc.slots])
+                slots = tuple(replace(c, packets=sum(p for p, _b in counts.get(s.counter, ())))
+                              for c, s in zip(slots, desc.slots, strict=True))
             return InterfaceState(xs.ifname, xs.ifindex, base.mode, "linked", main=main, hw=hw,
-                                  dispatcher=disp, programs=components_from_description(desc),
-                                  description=desc)
+                                  dispatcher=disp, programs=slots, description=desc)
         return InterfaceState(xs.ifname, xs.ifindex, base.mode, "legacy", main=main, hw=hw,
                               problems=(rec.reason,) if rec.hard_error else ())
     cfg = rec.config
@@ -219,6 +224,29 @@ def read_description(prog_fd: int) -> ChainDescription | None:
     except KernelError:
         return None
     return None if value is None else description.parse(value)
+
+
+def read_counters(map_id: int, counters: list[int]
+                  ) -> dict[int, tuple[tuple[int, int], ...]]:
+    """A linked chain's stats map: per counter index, (packets, bytes) per action, summed
+    over CPUs (``dispatcher.chain.stats``). Empty if the map is gone."""
+    from dispatcher.chain import stats  # only for chains with stats
+
+    size = bpf.percpu_value_size(stats.VALUE_SIZE)
+    out: dict[int, tuple[tuple[int, int], ...]] = {}
+    try:
+        with bpf.map_get_fd_by_id(map_id) as fd:
+            for k in counters:
+                if k < 0:
+                    continue
+                vals = []
+                for a in range(stats.NUM_ACTIONS):
+                    raw = bpf.map_lookup(fd.fd, stats.key(k, a).to_bytes(4, "little"), size)
+                    vals.append(stats.sum_percpu(raw or b""))
+                out[k] = tuple(vals)
+    except KernelError:
+        return {}
+    return out
 
 
 class _Vanished(Exception):

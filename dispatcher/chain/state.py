@@ -57,6 +57,7 @@ class Component:
     xlated_insns: int = 0
     object_path: str = ""       # linked chains: the object file the slot was linked from
     source: str = ""            # linked chains: the config file that manages the slot, if any
+    packets: int | None = None  # linked chains with stats: packets the component saw
 
     def to_json(self) -> dict[str, object]:
         # A linked chain's components are not programs of their own: id and tag are null.
@@ -66,6 +67,8 @@ class Component:
             "frags": self.frags}
         if self.object_path:
             out["object"] = self.object_path
+        if self.packets is not None:
+            out["packets"] = self.packets
         return out
 
 

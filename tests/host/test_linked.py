@@ -66,9 +66,10 @@ def link_comp(path: str, prio: int, actions: int, kept: int = -1) -> combine.Lin
 
 
 @contextmanager
-def built(rows: list[tuple[str, int, int]], pin_root: str) -> Iterator[build.BuiltChain]:
+def built(rows: list[tuple[str, int, int]], pin_root: str,
+          stats: bool = False) -> Iterator[build.BuiltChain]:
     comps = combine.sort_components([link_comp(*r) for r in rows])
-    with build.build(comps, pin_root=pin_root) as b:
+    with build.build(comps, pin_root=pin_root, stats=stats) as b:
         yield b
 
 
@@ -79,11 +80,12 @@ def slots_of(b: build.BuiltChain) -> list[chain_oracle.SlotUnderTest]:
             for c, s in zip(b.components, slots, strict=True)]
 
 
+@pytest.mark.parametrize("stats", [False, True], ids=["stats-off", "stats-on"])
 @pytest.mark.parametrize("name", list(TABLE))
-def test_linked_chain_equals_components_by_hand(name: str, bpffs_dir: str) -> None:
+def test_linked_chain_equals_components_by_hand(name: str, stats: bool, bpffs_dir: str) -> None:
     rows = TABLE[name]
     _need([r[0] for r in rows])
-    with built(rows, bpffs_dir) as b:
+    with built(rows, bpffs_dir, stats) as b:
         info = bpf.prog_info(b.prog.fd)
         assert info.name == "xdp_chain" and len(b.combined.slots) == len(rows)
         assert observe.read_description(b.prog.fd) == b.description
