@@ -68,7 +68,7 @@ def of_state(st: InterfaceState, netns: str | None) -> InterfaceStats:
 
 def collect(iface: str | None = None, netns: str | None = None) -> list[InterfaceStats]:
     """Every interface with a chain (or ``iface``), with its counters."""
-    states = observe.status(iface, netns=netns)
+    states = observe.status(iface, netns=netns, packets=False)
     return [of_state(st, netns) for st in states
             if st.main is not None and (iface is not None or st.kind != "none")]
 
@@ -148,6 +148,10 @@ class _Collector:
             info.add_metric([i.interface, i.netns, i.mode, i.kind, i.version], 1)
             for c in i.components:
                 for n, a in zip(cs.ACTION_NAMES, c.actions, strict=True):
+                    # verdicts never returned are left out (a series appears with its
+                    # first packet), but every component has at least its XDP_PASS one
+                    if not a.packets and not (n == "XDP_PASS" and not c.packets):
+                        continue
                     lv = [i.interface, i.netns, c.name, str(c.priority), n]
                     pk.add_metric(lv, a.packets)
                     by.add_metric(lv, a.bytes)

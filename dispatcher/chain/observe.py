@@ -163,13 +163,9 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
         if desc is not None:
             disp = DispatcherInfo(id=main.id, version=desc.version, frags=desc.frags,
                                   name=main.full_name, tag=main.tag)
-            slots = components_from_description(desc)
-            if desc.stats_map:
-                counts = read_counters(desc.stats_map, [s.counter for s in desc.slots])
-                slots = tuple(replace(c, packets=sum(p for p, _b in counts.get(s.counter, ())))
-                              for c, s in zip(slots, desc.slots, strict=True))
             return InterfaceState(xs.ifname, xs.ifindex, base.mode, "linked", main=main, hw=hw,
-                                  dispatcher=disp, programs=slots, description=desc)
+                                  dispatcher=disp, programs=components_from_description(desc),
+                                  description=desc)
         return InterfaceState(xs.ifname, xs.ifindex, base.mode, "legacy", main=main, hw=hw,
                               problems=(rec.reason,) if rec.hard_error else ())
     cfg = rec.config
@@ -229,24 +225,19 @@ def read_description(prog_fd: int) -> ChainDescription | None:
 def read_counters(map_id: int, counters: list[int]
                   ) -> dict[int, tuple[tuple[int, int], ...]]:
     """A linked chain's stats map: per counter index, (packets, bytes) per action, summed
-    over CPUs (``dispatcher.chain.stats``). Empty if the map is gone."""
+    over CPUs (``dispatcher.chain.stats``), read in one batch. Empty if the map is gone."""
     from dispatcher.chain import stats  # only for chains with stats
 
     size = bpf.percpu_value_size(stats.VALUE_SIZE)
-    out: dict[int, tuple[tuple[int, int], ...]] = {}
     try:
         with bpf.map_get_fd_by_id(map_id) as fd:
-            for k in counters:
-                if k < 0:
-                    continue
-                vals = []
-                for a in range(stats.NUM_ACTIONS):
-                    raw = bpf.map_lookup(fd.fd, stats.key(k, a).to_bytes(4, "little"), size)
-                    vals.append(stats.sum_percpu(raw or b""))
-                out[k] = tuple(vals)
+            keys, values, n = bpf.map_lookup_batch(fd.fd, 4, size, stats.MAX_ENTRIES)
     except KernelError:
         return {}
-    return out
+    cells = {int.from_bytes(keys[4 * i:4 * i + 4], "little"):
+             stats.sum_percpu(values[size * i:size * (i + 1)]) for i in range(n)}
+    return {k: tuple(cells.get(stats.key(k, a), (0, 0)) for a in range(stats.NUM_ACTIONS))
+            for k in counters if k >= 0}
 
 
 class _Vanished(Exception):
@@ -264,9 +255,21 @@ def observe(xs: netlink.XdpState, root: str | None, keep_open: bool = False,
     raise XdpDispatchError(f"{xs.ifname}: the attached program keeps changing; try again")
 
 
+def with_packets(st: InterfaceState) -> InterfaceState:
+    """``st`` with each linked component's packet count, when its chain counts."""
+    desc = st.description
+    if desc is None or not desc.stats_map:
+        return st
+    counts = read_counters(desc.stats_map, [s.counter for s in desc.slots])
+    return replace(st, programs=tuple(
+        replace(c, packets=sum(p for p, _b in counts.get(s.counter, ())))
+        for c, s in zip(st.programs, desc.slots, strict=True)))
+
+
 def status(iface: str | None = None, netns: str | None = None,
-           root: str | None = None) -> list[InterfaceState]:
-    """Observe every interface (or one). One interface's error never hides the others."""
+           root: str | None = None, packets: bool = True) -> list[InterfaceState]:
+    """Observe every interface (or one). One interface's error never hides the others.
+    ``packets``: also read linked components' packet counts (``with_packets``)."""
     if iface is not None:
         links = [netlink.read_xdp_by_name(iface, netns=netns)]
     else:
@@ -275,7 +278,7 @@ def status(iface: str | None = None, netns: str | None = None,
     for xs in links:
         try:
             with observe(xs, root) as ch:
-                out.append(ch.state)
+                out.append(with_packets(ch.state) if packets else ch.state)
         except XdpDispatchError as e:
             out.append(InterfaceState(xs.ifname, xs.ifindex, None, "none", error=e.message))
     return out

@@ -42,6 +42,7 @@ from dispatcher.uapi import (
     BPF_MAP_GET_FD_BY_ID,
     BPF_MAP_GET_NEXT_ID,
     BPF_MAP_GET_NEXT_KEY,
+    BPF_MAP_LOOKUP_BATCH,
     BPF_MAP_LOOKUP_ELEM,
     BPF_MAP_UPDATE_ELEM,
     BPF_OBJ_GET,
@@ -284,6 +285,22 @@ def map_lookup(fd: int, key: bytes, value_size: int, *, flags: int = 0,
             return None
         raise KernelError("BPF_MAP_LOOKUP_ELEM", err, subject=subject)
     return bytes(out)
+
+
+def map_lookup_batch(fd: int, key_size: int, value_size: int, count: int, *,
+                     subject: str = "") -> tuple[bytes, bytes, int]:
+    """BPF_MAP_LOOKUP_BATCH from the first key: up to ``count`` (keys, values, number
+    read) in one call. Per-CPU maps: pass ``percpu_value_size(value_size)``."""
+    keys = bytearray(key_size * count)
+    values = bytearray(value_size * count)
+    token = bytearray(max(key_size, 8))
+    attr = _Attr()
+    attr.pack("QQQQII", 0, 0, attr.ptr(token), attr.ptr(keys), attr.ptr(values), count, fd)
+    ret, err = _raw(BPF_MAP_LOOKUP_BATCH, attr)
+    if ret < 0 and err != errno.ENOENT:          # ENOENT: the end was reached
+        raise KernelError("BPF_MAP_LOOKUP_BATCH", err, subject=subject)
+    n = attr.u32(32)
+    return bytes(keys[:n * key_size]), bytes(values[:n * value_size]), n
 
 
 def map_update(fd: int, key: bytes, value: bytes, flags: int = 0, *,
