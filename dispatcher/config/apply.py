@@ -48,6 +48,7 @@ class _Target:
     mode: str
     desired: list[DesiredProgram]
     dispatch: str = "auto"
+    stats: str | None = None
 
 
 def _sha(path: str) -> str:
@@ -100,7 +101,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                                          "patterns)"))
                 continue
             seen[(icfg.netns, n)] = k
-            out.append(_Target(n, icfg.netns, icfg.mode, desired, icfg.dispatch))
+            out.append(_Target(n, icfg.netns, icfg.mode, desired, icfg.dispatch, icfg.stats))
     if problems:
         raise ConfigError("\n".join(problems))
     return out
@@ -172,7 +173,7 @@ def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = 
             continue
         plans.append(replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
                                             exclusive, source=os.path.abspath(cfg.source)),
-                             dispatch=t.dispatch))
+                             dispatch=t.dispatch, stats=t.stats))
     return plans
 
 
@@ -318,7 +319,8 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
                 new_l.append(replace(new_program(objects[i.desired.obj_path], i.desired),
                                      source=source))
         return router.begin(request(p.iface, mode=p.mode, add=new_l, remove_names=names,
-                                    netns=p.netns, root=root, dispatch=p.dispatch),
+                                    netns=p.netns, root=root, dispatch=p.dispatch,
+                                    stats=p.stats),
                             notice=notice)   # a linked chain's description names its owners
     add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
     new = []
@@ -330,7 +332,8 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
            if i.action == UPDATE and i.prog_id and i.desired}
 
     return router.begin(request(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
-                                netns=p.netns, root=root, dispatch=p.dispatch),
+                                netns=p.netns, root=root, dispatch=p.dispatch,
+                                stats=p.stats),
                         notice=notice,
                         before_swap=lambda preview: intent.record(_owners(p, preview, source)))
 

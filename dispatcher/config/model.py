@@ -186,6 +186,9 @@ class InterfaceConfig(BaseModel):
                             "linked (one program linked from all; no freplace needed) or auto "
                             "(freplace where the kernel allows it, else linked)")
     netns: str | None = Field(None, min_length=1, description="Network namespace name")
+    stats: Literal["off", "counts"] | None = Field(
+        None, description="Per-component packet counters of a linked chain: counts or off "
+                          "(default: keep the chain's setting; a new linked chain counts)")
     programs: list[ProgramConfig] = Field(description="Programs of the chain")
 
     @field_validator("name", mode="before")

@@ -106,15 +106,23 @@ class InterfacePlan:
     observed_mode: str | None = None    # mode of the chain found on the interface, if any
     linked: bool = False                # the interface runs a linked chain (items by name)
     dispatch: str = "auto"              # auto | freplace | linked (from the config)
+    stats: str | None = None            # off | counts (from the config; None: keep)
+    observed_stats: str | None = None   # a linked chain's current setting
+
+    @property
+    def stats_change(self) -> bool:
+        """The config turns a linked chain's counters on or off."""
+        return (self.linked and self.stats is not None and self.observed_stats is not None
+                and self.stats != self.observed_stats)
 
     @property
     def changed(self) -> bool:
-        return any(i.action in CHANGES for i in self.items)
+        return any(i.action in CHANGES for i in self.items) or self.stats_change
 
     def to_json(self) -> dict[str, object]:
         return {"interface": self.iface, "netns": self.netns, "mode": self.mode,
                 "changed": self.changed, "items": [i.to_json() for i in self.items],
-                "error": self.error}
+                "error": self.error, **({"stats": self.stats} if self.stats else {})}
 
 
 def plan_interface(iface: str, netns: str | None, mode: str, desired: list[DesiredProgram],
@@ -224,7 +232,7 @@ def plan_linked(iface: str, netns: str | None, mode: str, desired: list[DesiredP
             items.append(PlanItem(FOREIGN, s.label, None, s.priority, s.actions,
                                   "not managed by this config: kept"))
     return InterfacePlan(iface, netns, mode, tuple(items), observed_mode=observed_mode,
-                         linked=True)
+                         linked=True, observed_stats=desc.stats)
 
 
 _SIGN = {ADD: "+", REMOVE: "-", UPGRADE: "~", UPDATE: "~", KEEP: " ", FOREIGN: " "}
@@ -246,6 +254,9 @@ def plan_text(plans: list[InterfacePlan]) -> str:
             if i.detail:
                 line += f"  ({i.detail})"
             out.append(line.rstrip())
-    n = sum(1 for p in plans for i in p.items if i.action in CHANGES)
+        if p.stats_change:
+            out.append(f"  ~ stats    {p.observed_stats} -> {p.stats}")
+    n = sum(1 for p in plans for i in p.items if i.action in CHANGES) + sum(
+        1 for p in plans if p.stats_change)
     out.append(f"Plan: {n} change(s) on {sum(1 for p in plans if p.changed)} interface(s).")
     return "\n".join(out) + "\n"
