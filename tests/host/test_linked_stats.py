@@ -231,3 +231,35 @@ def test_stats_metrics_and_status_commands(netns_veth: nettools.VethNs,
         assert [p["packets"] for p in progs] == [7, 7]
     finally:
         run_cli("unload", v.peer_if, "--all", "--netns", v.netns, env=env)
+
+
+def test_config_stats_key_plans_and_applies(netns_veth: nettools.VethNs, bpffs_dir: str,
+                                            tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``stats: off|counts`` per interface: applied on creation, a difference alone is a
+    planned change (``~ stats``), and apply rebuilds the chain with it."""
+    import yaml
+
+    v = netns_veth
+    env = {"LIBXDP_BPFFS": bpffs_dir, "XDP_DISPATCH_STATE_DIR": str(tmp_path / "state")}
+    cfg = tmp_path / "c.yaml"
+
+    def write(stats: str) -> str:
+        cfg.write_text(yaml.safe_dump({"version": 1, "interfaces": [{
+            "name": v.host_if, "mode": "skb", "dispatch": "linked", "stats": stats,
+            "programs": [{"name": "count", "object": example("xdp_counter")},
+                         {"name": "icmp", "object": example("xdp_drop_icmp")}]}]}))
+        return str(cfg)
+
+    try:
+        assert run_cli("apply", write("off"), env=env).returncode == 0
+        [ifs] = dstats.collect(v.host_if)
+        assert ifs.kind == "linked" and ifs.stats == "off"
+        assert run_cli("plan", str(cfg), env=env).returncode == 0
+        cp = run_cli("plan", write("counts"), env=env)
+        assert cp.returncode == 2 and "~ stats    off -> counts" in cp.stdout, cp.stdout
+        assert run_cli("apply", str(cfg), env=env).returncode == 0
+        [ifs] = dstats.collect(v.host_if)
+        assert ifs.stats == "counts" and [c.name for c in ifs.components] == ["count", "icmp"]
+        assert run_cli("plan", str(cfg), env=env).returncode == 0
+    finally:
+        run_cli("unload", v.host_if, "--all", env=env)
