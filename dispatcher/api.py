@@ -330,8 +330,13 @@ def set_stats(iface: str, setting: str, *, netns: str | None = None,
     from dispatcher.kernel import netlink
 
     require_root("changing stats")
+    [st] = status(iface, netns=netns)
+    if st.kind != "linked":
+        raise UsageError(f"{iface}: per-component stats are kept by linked chains only, and "
+                         f"{iface} has {'no XDP program' if st.kind == 'none' else st.kind}",
+                         hint=f"xdp-dispatch load {iface} --dispatch linked --stats counts OBJ")
     xs = netlink.read_xdp_by_name(iface, netns=netns)
-    mode = "native" if xs.drv_prog_id else "skb" if xs.skb_prog_id else "native"
+    mode = "native" if xs.drv_prog_id else "skb"
     return router.change(request(iface, mode=mode, root=_root(notice), netns=netns,
                                  stats=setting), notice=notice)
 

@@ -71,7 +71,8 @@ def check_freplace(st: InterfaceState, req: ChangeRequest) -> None:
     if req.stats == "counts":
         raise UsageError(f"{iface}: per-component stats are implemented for linked chains "
                          "only (freplace chains would need fexit programs, not done yet)",
-                         hint="use --dispatch linked, or --stats off")
+                         hint="chain them linked: load --dispatch linked, or dispatch: linked "
+                              "in a config file")
     if st.kind == "legacy":
         if req.remove_all or (st.main and st.main.id in req.remove_ids):
             return
@@ -141,11 +142,6 @@ def check_linked(st: InterfaceState, req: ChangeRequest) -> bool:
             f"{iface}: the linked chain's components have no program ids of their own "
             f"(the chain is program {main_id})",
             hint=f"remove a component by name: xdp-dispatch unload {iface} -n NAME")
-    if st.kind != "linked" and req.stats is not None and not req.add and not remove_all:
-        raise UsageError(f"{iface}: per-component stats are a property of a linked chain, "
-                         f"and {iface} has none (kind {st.kind})",
-                         hint=f"load programs with: xdp-dispatch load {iface} --stats "
-                              f"{req.stats} OBJ")
     if req.remove_names and st.kind != "linked":
         raise UsageError(f"{iface}: removing by name (-n) works on linked chains; "
                          f"this interface has kind {st.kind}")
