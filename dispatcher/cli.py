@@ -136,6 +136,13 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
                     help="show rates (per second) between two samples S seconds apart")
     sp.add_argument("--netns", help="network namespace")
 
+    sp = add("top", help="live view of each chain component's packet rate and verdicts "
+                     "(keys: q quit, p pause, tab next interface, a all)")
+    sp.add_argument("iface", metavar="IFACE", nargs="?")
+    sp.add_argument("--interval", type=float, default=1.0, metavar="S",
+                    help="refresh every S seconds (default 1)")
+    sp.add_argument("--netns", help="network namespace")
+
     sp = add("metrics", help="Prometheus text exposition of every chain's counters")
     sp.add_argument("--netns", help="network namespace")
 
@@ -284,6 +291,14 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_top(args: argparse.Namespace) -> int:
+    from dispatcher import top
+
+    if args.interval <= 0:
+        raise UsageError("--interval must be a positive number of seconds")
+    return top.run(args.iface, args.netns, args.interval)
+
+
 def _cmd_metrics(args: argparse.Namespace) -> int:
     from dispatcher import api
 
@@ -368,7 +383,7 @@ def _notice(msg: str) -> None:
 
 
 _COMMANDS = {"inspect": _cmd_inspect, "load": _cmd_load, "unload": _cmd_unload,
-             "status": _cmd_status, "stats": _cmd_stats, "metrics": _cmd_metrics,
+             "status": _cmd_status, "stats": _cmd_stats, "top": _cmd_top, "metrics": _cmd_metrics,
              "clean": _cmd_clean, "features": _cmd_features,
              "schema": _cmd_schema, "check": _cmd_check, "plan": _cmd_plan,
              "apply": _cmd_apply}

@@ -167,3 +167,50 @@ def prometheus(ifs: Sequence[InterfaceStats]) -> bytes:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_Collector(ifs))
     return generate_latest(reg)
+
+
+# ------------------------------------------------------------------ top
+
+BAR_LETTERS = {"XDP_ABORTED": "A", "XDP_DROP": "D", "XDP_PASS": "P", "XDP_TX": "T",
+               "XDP_REDIRECT": "R", "other": "?"}
+
+
+def verdict_bar(c: cs.ComponentStats, width: int) -> str:
+    """The verdict mix as ``width`` letters (P pass, D drop, T tx, R redirect, A aborted,
+    ? other), each action's share rounded, largest remainders first; blank when idle."""
+    total = c.packets
+    if total <= 0 or width <= 0:
+        return " " * max(width, 0)
+    exact = [a.packets * width / total for a in c.actions]
+    cells = [int(x) for x in exact]
+    for i in sorted(range(len(exact)), key=lambda i: cells[i] - exact[i])[:width - sum(cells)]:
+        cells[i] += 1
+    return "".join(BAR_LETTERS[n] * k for n, k in zip(cs.ACTION_NAMES, cells, strict=True))
+
+
+def top_lines(ifs: Sequence[InterfaceStats], width: int, height: int, *, paused: bool,
+              interval: float, only: str | None = None) -> list[str]:
+    """One screen of ``top``: per interface (or only ``only``), each component's pps and
+    its verdict mix as a bar, in chain order; cut to ``width`` x ``height``."""
+    state = "PAUSED" if paused else f"every {interval:g}s"
+    head = [f"xdp-dispatch top - {state} - q quit, p pause, tab next interface, a all"[:width],
+            ""]
+    body: list[str] = []
+    bar_w = max(width - 48, 10)
+    for i in ifs:
+        if only is not None and i.interface != only:
+            continue
+        where = i.interface + (f" (netns {i.netns})" if i.netns else "")
+        body.append(f"{where}: {i.kind} chain {i.chain_id}, stats {i.stats}"[:width])
+        if i.stats == "off":
+            body.append("  (no counters: xdp-dispatch stats enable IFACE)"[:width])
+            continue
+        body.append(("  %-4s %-16s %10s %12s  %s" % ("Slot", "Program", "pps", "bps",
+                                                     "verdicts"))[:width])
+        for c in i.components:
+            body.append(("  %-4d %-16s %10d %12d  %s" % (
+                c.slot, c.name[:16], c.packets, c.bytes * 8, verdict_bar(c, bar_w)))[:width])
+        body.append("")
+    if not body:
+        body = ["no XDP chains"]
+    return (head + body)[:height]

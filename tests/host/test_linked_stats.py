@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -278,3 +279,69 @@ def test_config_stats_key_plans_and_applies(netns_veth: nettools.VethNs, bpffs_d
         assert run_cli("plan", str(cfg), env=env).returncode == 0
     finally:
         run_cli("unload", v.host_if, "--all", env=env)
+
+
+def test_top_in_tmux_shows_rates_and_verdict_bars_then_quits(
+        netns_veth: nettools.VethNs, bpffs_dir: str) -> None:
+    """`top` in an 80x24 tmux pane: each component's pps and its verdict bar while test
+    runs push ICMP through the chain; `q` quits."""
+    import os
+    import shutil
+    import threading
+    import time
+
+    from tests.cli import REPO
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed: cannot drive `top` in a terminal")
+    v = netns_veth
+    nettools.ip("link", "set", v.host_if, "down")
+    env = {"LIBXDP_BPFFS": bpffs_dir}
+    assert run_cli("load", v.peer_if, "-m", "skb", "--netns", v.netns, "--dispatch", "linked",
+                   example("xdp_counter"), example("xdp_drop_icmp"), env=env).returncode == 0
+    sock = f"xdpd-top-{os.getpid()}"
+    stop = threading.Event()
+
+    def traffic() -> None:
+        xs = netlink.read_xdp(v.peer_ifindex, netns=v.netns)
+        with bpf.prog_get_fd_by_id(xs.skb_prog_id) as fd:
+            while not stop.is_set():
+                bpf.prog_test_run(fd.fd, packets.icmp_echo(), repeat=20000)
+                time.sleep(0.01)
+
+    def tmux(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", "-L", sock, *args], capture_output=True, text=True,
+                              check=False)
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        cmd = (f"env PYTHONPATH={REPO} LIBXDP_BPFFS={bpffs_dir} {sys.executable} -m dispatcher "
+               f"top {v.peer_if} --netns {v.netns} --interval 0.5")
+        assert tmux("new-session", "-d", "-x", "80", "-y", "24", "-s", "top",
+                    cmd).returncode == 0
+        screen = ""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            screen = tmux("capture-pane", "-p", "-t", "top").stdout
+            rows = {ln.split()[1]: ln.split() for ln in screen.splitlines()
+                    if ln.strip().startswith(("0 ", "1 "))}
+            if len(rows) == 2 and all(int(r[2]) > 0 for r in rows.values()):
+                break
+        else:
+            raise AssertionError(f"no rates on the screen:\n{screen}")
+        assert rows["xdp_counter"][4].strip("P") == "" and rows["xdp_drop_icmp"][4].strip("D") == ""
+        assert max(len(ln) for ln in screen.splitlines()) <= 80
+        tmux("send-keys", "-t", "top", "q")
+        for _ in range(50):
+            if tmux("has-session", "-t", "top").returncode != 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("`q` did not quit top")
+    finally:
+        stop.set()
+        t.join()
+        tmux("kill-server")
+        run_cli("unload", v.peer_if, "--all", "--netns", v.netns, env=env)

@@ -49,3 +49,22 @@ def test_prometheus_names_labels_and_values() -> None:
     assert info.value == 1 and info.labels == {"interface": "eth0", "netns": "",
                                                "mode": "native", "kind": "linked",
                                                "dispatcher_version": "1"}
+
+
+def test_verdict_bar_shares_and_top_screen_fits_80x24() -> None:
+    c = _comp(0, [(1, 0), (0, 0), (2, 0), (1, 0), (0, 0), (0, 0)])
+    assert dstats.verdict_bar(c, 8) == "AAPPPPTT"
+    assert dstats.verdict_bar(c, 3) in ("APT", "PPT", "APP")
+    assert len(dstats.verdict_bar(c, 7)) == 7
+    assert dstats.verdict_bar(_comp(1, [(0, 0)] * 6), 5) == "     "
+    comps = tuple(_comp(i, [(0, 0), (0, 0), (9, 900), (0, 0), (0, 0), (0, 0)])
+                  for i in range(10))
+    ifs = [dstats.InterfaceStats(f"eth{k}", "", k, "linked", "skb", 1, "1", "counts", comps)
+           for k in range(3)]
+    lines = dstats.top_lines(ifs, 79, 24, paused=False, interval=1.0)
+    assert len(lines) == 24 and max(map(len, lines)) <= 79
+    assert lines[3].split()[:3] == ["Slot", "Program", "pps"]
+    row = lines[4].split()
+    assert row[:4] == ["0", "c0", "9", "7200"] and set(row[4]) == {"P"}
+    only = dstats.top_lines(ifs, 79, 24, paused=True, interval=1.0, only="eth2")
+    assert "PAUSED" in only[0] and only[2].startswith("eth2:")
