@@ -26,6 +26,12 @@ DEFAULT_PIN_ROOT = "/sys/fs/bpf"
 # Map types whose key/value BTF ids the kernel refuses (libbpf forces them to 0).
 _NO_BTF_TYPES = {4, 8, 7, 12, 13, 14, 15, 16, 17, 18, 22, 23, 25, 33}
 _PERF_EVENT_ARRAY = 4
+_BPF_F_RDONLY_PROG = 0x80
+# Flags the kernel adds by itself when it creates a map of a type: map_info reports them
+# although the object never asked for them. Devmaps (and devmap_hash) get
+# BPF_F_RDONLY_PROG (their lookup returns a pointer to the ifindex). libbpf's
+# map_is_reuse_compat ignores that bit for these types; so do we.
+_KERNEL_ADDED_FLAGS = {14: _BPF_F_RDONLY_PROG, 25: _BPF_F_RDONLY_PROG}
 
 
 @dataclass
@@ -154,15 +160,20 @@ def _create_map(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None) -> OwnedFd
 
 
 def compatibility_diffs(m: MapSpec, info: bpf.MapInfo) -> list[str]:
-    """Differences between a map spec and an existing (pinned) map; empty = reusable."""
+    """Differences between a map spec and an existing (pinned) map; empty = reusable.
+
+    Compares what libbpf's ``map_is_reuse_compat`` compares (type, key and value size,
+    max_entries, map_flags, map_extra); flags the kernel adds to every map of the type
+    (``_KERNEL_ADDED_FLAGS``) are left out of the flags comparison."""
     diffs = []
     max_entries = m.max_entries
     if m.map_type == _PERF_EVENT_ARRAY and max_entries == 0:
         max_entries = bpf.possible_cpus()
+    added = _KERNEL_ADDED_FLAGS.get(m.map_type, 0)
     for label, want, have in (("type", m.map_type, info.type), ("key_size", m.key_size, info.key_size),
                               ("value_size", m.value_size, info.value_size),
                               ("max_entries", max_entries, info.max_entries),
-                              ("map_flags", m.flags, info.map_flags),
+                              ("map_flags", m.flags & ~added, info.map_flags & ~added),
                               ("map_extra", m.map_extra, info.map_extra)):
         if want != have:
             if label == "map_flags":

@@ -141,6 +141,36 @@ def test_pinned_map_keeps_contents_across_reload(bpffs_dir: str) -> None:
         assert _run(p, udp_packet(src="192.0.2.10")) == 2
 
 
+def _bpftool_loads_twice(path: str) -> None:
+    """libbpf's verdict: ``bpftool prog load`` of ``path`` twice in a private bpffs (the
+    second load reuses the maps the first one pinned by name)."""
+    script = ("mount -t bpf bpf /sys/fs/bpf && "
+              f"bpftool prog load {path} /sys/fs/bpf/a type xdp && "
+              f"bpftool prog load {path} /sys/fs/bpf/b type xdp")
+    cp = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                        capture_output=True, text=True)
+    assert cp.returncode == 0, cp.stderr
+
+
+def test_pinned_devmap_is_reused(bpffs_dir: str) -> None:
+    # The kernel adds BPF_F_RDONLY_PROG to a devmap's flags; the object never asks for it.
+    # libbpf ignores that bit when it checks a pin; a second load must reuse the pin.
+    path = example("xdp_redirect_devmap")
+    if shutil.which("bpftool") is not None:
+        _bpftool_loads_twice(path)
+    pin = os.path.join(bpffs_dir, "tx_port")
+    lo, p = _load("xdp_redirect_devmap", bpffs_dir)
+    with lo, p.fd:
+        assert lo.new_pins == {"tx_port": pin}
+        assert bpf.map_info(lo.map_fd("tx_port")).map_flags & 0x80  # the premise
+        first = bpf.map_info(lo.map_fd("tx_port")).id
+    lo, p = _load("xdp_redirect_devmap", bpffs_dir)
+    with lo, p.fd:
+        assert lo.reused_pins == {"tx_port": pin}
+        assert bpf.map_info(lo.map_fd("tx_port")).id == first
+        assert _run(p, udp_packet()) == 2   # empty slot: bpf_redirect_map's fallback XDP_PASS
+
+
 def test_incompatible_pinned_map_is_refused(bpffs_dir: str) -> None:
     fd = bpf.map_create(1, 4, 4, 8, name="blocklist")
     with fd:
