@@ -23,7 +23,9 @@ from dispatcher.obj.spec import PROG_TYPE_EXT, ObjectSpec, ProgramSpec
 if TYPE_CHECKING:
     from dispatcher.kernel.probes import Probe
 
-OBJECT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "dispatcher.o")
+# Shipped in the package's top level (dispatcher/bpf/, see pyproject's package-data).
+OBJECT_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "bpf", "dispatcher.o")
 
 
 @cache
