@@ -360,7 +360,8 @@ def _failed_at(e: XdpDispatchError, p: InterfacePlan,
     """``e`` (same class, exit code and hint) naming the interface it happened on and
     what became of the interfaces this apply had already changed."""
     where = _where(p)
-    msg = e.message if e.message.startswith(p.iface + ":") else f"{where}: {e.message}"
+    named = e.message.startswith((p.iface + ":", where + ":"))   # the chain layer named it
+    msg = e.message if named else f"{where}: {e.message}"
     msg = f"apply failed on {msg}"
     undone = _restore(pending)
     msg += f" ({undone})" if undone else " (no interface was changed)"
