@@ -29,7 +29,8 @@ def inspect_dict(obj: ObjectSpec) -> dict[str, Any]:
                     "priority": p.run_config.priority,
                     "chain_call_actions": list(p.run_config.action_names),
                     "declared": p.run_config.declared,
-                },
+                } if p.has_run_config else None,
+                "skipped": skip_reason(p),
             }
             for p in obj.programs
         ],
@@ -55,6 +56,19 @@ def inspect_dict(obj: ObjectSpec) -> dict[str, Any]:
     }
 
 
+def skip_reason(p: ProgramSpec) -> str | None:
+    """Why ``load``/configs cannot attach this program to an interface, or None."""
+    problem = p.interface_problem
+    if problem is None:
+        return None
+    if p.prog_type == 0:
+        return (f"section '{p.section}' names no program type; load it as XDP with "
+                "--prog-type xdp (config: prog_type: xdp)")
+    if problem == "is not an XDP program":
+        return f"not an XDP program ({p.kind})"
+    return problem.removeprefix("is a ")
+
+
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
@@ -76,12 +90,19 @@ def inspect_text(obj: ObjectSpec) -> str:
         rows = []
         for p in d["programs"]:
             rc = p["run_config"]
-            cfg = f"prio {rc['priority']}, {','.join(rc['chain_call_actions']) or '-'}"
-            if not rc["declared"]:
-                cfg += " (default)"
+            if rc is None:
+                cfg = "-"
+            else:
+                cfg = f"prio {rc['priority']}, {','.join(rc['chain_call_actions']) or '-'}"
+                if not rc["declared"]:
+                    cfg += " (default)"
             rows.append([p["name"], p["section"], p["type"], str(p["insns"]),
                          "yes" if p["frags"] else "no", cfg])
         lines += ["  " + ln for ln in _table(rows, ["NAME", "SECTION", "TYPE", "INSNS", "FRAGS", "RUN CONFIG"])]
+        skipped = [(p["name"], p["skipped"]) for p in d["programs"] if p["skipped"]]
+        if skipped:
+            lines.append("  Skipped by load and configs:")
+            lines += [f"    {name}: {why}" for name, why in skipped]
     else:
         lines.append("  (none)")
     lines.append("")

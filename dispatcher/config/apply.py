@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from dispatcher.chain import observe, router
 from dispatcher.config import ownership
-from dispatcher.config.model import ChainConfig, error_at, expand_names, load_and_check
+from dispatcher.config.model import (
+    ChainConfig,
+    config_program,
+    error_at,
+    expand_names,
+    load_and_check,
+)
 from dispatcher.config.plan import (
     ADD,
     REMOVE,
@@ -73,8 +79,8 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                 problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
                                          f"{p.pin_maps} is not on a BPF filesystem (bpffs)"))
             obj = objects.get(p.object) or objects.setdefault(p.object, read_object(p.object))
-            prog = obj.program(name=p.program, section=p.section) if (p.program or p.section) \
-                else next(x for x in obj.programs if x.prog_type == 6)
+            prog = config_program(obj, p)       # checked: one program, attachable
+            assert prog is not None
             prio = p.priority if p.priority is not None else prog.run_config.priority
             acts = names_to_actions(p.chain_call_actions) if p.chain_call_actions is not None \
                 else prog.run_config.chain_call_actions
@@ -82,7 +88,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
             if p.object not in shas:
                 shas[p.object] = _sha(p.object)
             desired.append(DesiredProgram(p.name, p.object, shas[p.object], prog.name, prio, acts,
-                                          settings_json(p.globals, p.pin_maps, frags)))
+                                          settings_json(p.globals, p.pin_maps, frags, p.prog_type)))
         for n in names:
             if (icfg.netns, n) in seen:
                 problems.append(error_at(cfg, ("interfaces", k, "name"),
@@ -122,7 +128,7 @@ def new_program(obj: ObjectSpec, d: DesiredProgram) -> router.NewProgram:
     global data pinned by name under ``pin_maps`` (an existing compatible pin is reused, so
     contents survive upgrades), and the frags flag as overridden."""
     s = json.loads(d.settings) if d.settings else {}
-    obj = with_overrides(obj, s.get("globals") or {})
+    obj = with_overrides(obj, s.get("globals") or {}).with_prog_type(s.get("prog_type"))
     pin_dir = s.get("pin_maps")
     if pin_dir:
         obj = replace(obj, maps=tuple(m if m.kind == "data" else replace(m, pinning=1)

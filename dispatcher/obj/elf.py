@@ -22,6 +22,7 @@ from dispatcher.obj.spec import (
     ATTACH_XDP_DEVMAP,
     BPF_F_XDP_HAS_FRAGS,
     PROG_TYPE_EXT,
+    PROG_TYPE_UNSPEC,
     PROG_TYPE_XDP,
     FunctionSpec,
     MapSpec,
@@ -70,7 +71,8 @@ _OTHER_PREFIXES: tuple[tuple[str, int], ...] = (
 
 
 def classify_section(name: str) -> tuple[int, int, int, str] | None:
-    """(prog_type, expected_attach_type, prog_flags, freplace target) for a code section."""
+    """(prog_type, expected_attach_type, prog_flags, freplace target) for a code section;
+    None if the name says nothing about the type (libbpf: "missing BPF prog type")."""
     if name in _XDP_SECTIONS:
         t, a, f = _XDP_SECTIONS[name]
         return t, a, f, ""
@@ -78,6 +80,10 @@ def classify_section(name: str) -> tuple[int, int, int, str] | None:
         if name.startswith(key):
             t, a, f = _XDP_SECTIONS[key[:-1]]
             return t, a, f, ""
+    for legacy, attach in (("xdp_devmap", ATTACH_XDP_DEVMAP), ("xdp_cpumap", ATTACH_XDP_CPUMAP)):
+        # libbpf still accepts the pre-1.0 spellings "xdp_devmap/..", "xdp_cpumap/.."
+        if name == legacy or name.startswith(legacy + "/"):
+            return PROG_TYPE_XDP, attach, 0, ""
     if name == "freplace":
         return PROG_TYPE_EXT, 0, 0, ""
     if name.startswith("freplace/"):
@@ -403,9 +409,9 @@ class _Parser:
         for f in funcs:
             if f.section == ".text":
                 continue
-            cls = classify_section(f.section)
-            if cls is None:
-                continue
+            # A section that names no type still holds a program (listed by inspect; its
+            # type may be chosen with --prog-type / prog_type, as bpftool's "type xdp").
+            cls = classify_section(f.section) or (PROG_TYPE_UNSPEC, 0, 0, "")
             sec = self.by_name[f.section]
             if (sec.index, f.start * 8) in hidden_or_local:
                 continue  # static function in a program section: a subprogram

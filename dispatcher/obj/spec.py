@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 from dispatcher.obj.actions import XDP_ACTIONS as XDP_ACTIONS
 from dispatcher.obj.actions import actions_to_names as actions_to_names
 from dispatcher.obj.actions import names_to_actions as names_to_actions
-from dispatcher.record import record
+from dispatcher.record import record, replace
 
 if TYPE_CHECKING:  # annotations only: readers of attached programs need no BTF parser
     from dispatcher.obj.btf import Btf
     from dispatcher.obj.btf_ext import BtfExt
 
 # Program types / attach types we care about (UAPI numbers).
+PROG_TYPE_UNSPEC = 0   # the section names no type (libbpf: "missing BPF prog type")
 PROG_TYPE_XDP = 6
 PROG_TYPE_EXT = 28
 ATTACH_XDP = 37
@@ -38,6 +39,20 @@ MAP_TYPE_NAMES = {
     29: "task_storage", 30: "bloom_filter", 31: "user_ringbuf", 32: "cgrp_storage",
     33: "arena",
 }
+
+# enum bpf_prog_type -> the kernel's (and bpftool's) name of each program type.
+PROG_TYPE_NAMES = {
+    0: "unspec", 1: "socket_filter", 2: "kprobe", 3: "sched_cls", 4: "sched_act",
+    5: "tracepoint", 6: "xdp", 7: "perf_event", 8: "cgroup_skb", 9: "cgroup_sock",
+    10: "lwt_in", 11: "lwt_out", 12: "lwt_xmit", 13: "sock_ops", 14: "sk_skb",
+    15: "cgroup_device", 16: "sk_msg", 17: "raw_tracepoint", 18: "cgroup_sock_addr",
+    19: "lwt_seg6local", 20: "lirc_mode2", 21: "sk_reuseport", 22: "flow_dissector",
+    23: "cgroup_sysctl", 24: "raw_tracepoint_writable", 25: "cgroup_sockopt", 26: "tracing",
+    27: "struct_ops", 28: "ext", 29: "lsm", 30: "sk_lookup", 31: "syscall", 32: "netfilter",
+}
+# Types a user may choose (``--prog-type`` / ``prog_type:``) for a program whose section
+# names none, as ``bpftool prog load ... type xdp`` does; this tool attaches XDP only.
+CHOOSABLE_PROG_TYPES = {"xdp": PROG_TYPE_XDP}
 
 DEFAULT_RUN_PRIO = 50
 DEFAULT_CHAIN_CALL_ACTIONS = 1 << 2  # XDP_PASS
@@ -118,11 +133,50 @@ class ProgramSpec:
 
     @property
     def kind(self) -> str:
-        if self.prog_type == PROG_TYPE_EXT:
-            return "ext"
-        if self.prog_type == PROG_TYPE_XDP:
-            return "xdp"
-        return f"type{self.prog_type}"
+        """The kernel's name of the program type ("xdp", "ext", "sched_cls", ...);
+        "unknown" when the section names no type."""
+        if self.prog_type == PROG_TYPE_UNSPEC:
+            return "unknown"
+        return PROG_TYPE_NAMES.get(self.prog_type, f"type{self.prog_type}")
+
+    @property
+    def has_run_config(self) -> bool:
+        """Whether libxdp's run config means anything for it (XDP, freplace components
+        and programs that may be loaded as XDP); not for tc, tracing, ... programs."""
+        return self.prog_type in (PROG_TYPE_XDP, PROG_TYPE_EXT, PROG_TYPE_UNSPEC)
+
+    @property
+    def interface_problem(self) -> str | None:
+        """Why this program cannot be attached to an interface's XDP hook (completes
+        "program NAME (section S) ..."), or None if it can. One rule for ``load``,
+        ``inspect``, ``check``, ``plan`` and ``apply``."""
+        if self.prog_type == PROG_TYPE_UNSPEC:
+            return "is in a section that names no program type"
+        if self.prog_type != PROG_TYPE_XDP:
+            return "is not an XDP program"
+        if self.expected_attach_type == ATTACH_XDP_DEVMAP:
+            return "is a devmap program, not attachable to an interface"
+        if self.expected_attach_type == ATTACH_XDP_CPUMAP:
+            return "is a cpumap program, not attachable to an interface"
+        return None
+
+    def as_type(self, type_name: str) -> ProgramSpec:
+        """This program loaded as ``type_name`` (a key of ``CHOOSABLE_PROG_TYPES``), as
+        ``bpftool prog load ... type xdp`` does. Only a program whose section names no type
+        takes a chosen type; one that already has this type is returned as is."""
+        from dispatcher.errors import ObjectFileError
+
+        want = CHOOSABLE_PROG_TYPES.get(type_name)
+        if want is None:
+            raise ObjectFileError(f"unknown program type '{type_name}' (expected one of: "
+                                  f"{', '.join(CHOOSABLE_PROG_TYPES)})")
+        if self.prog_type == want:
+            return self
+        if self.prog_type != PROG_TYPE_UNSPEC:
+            raise ObjectFileError(f"program {self.name} (section {self.section}) is a "
+                                  f"{self.kind} program by its section; a program type can "
+                                  "only be chosen for a program whose section names none")
+        return replace(self, prog_type=want, expected_attach_type=ATTACH_XDP)
 
 
 @record
@@ -169,6 +223,19 @@ class ObjectSpec:
     xdp_metadata: bool = False                 # carries the dispatcher's xdp_metadata marker
     dispatcher_version: int = 0
     kern_version: int = 0
+
+    def with_prog_type(self, type_name: str | None) -> ObjectSpec:
+        """The object with ``type_name`` chosen for every program whose section names no
+        type (``--prog-type`` / ``prog_type:``); the object itself for None."""
+        from dispatcher.errors import ObjectFileError
+
+        if type_name is None:
+            return self
+        if type_name not in CHOOSABLE_PROG_TYPES:
+            raise ObjectFileError(f"unknown program type '{type_name}' (expected one of: "
+                                  f"{', '.join(CHOOSABLE_PROG_TYPES)})")
+        return replace(self, programs=tuple(p.as_type(type_name) if p.prog_type == PROG_TYPE_UNSPEC
+                                            else p for p in self.programs))
 
     def program(self, *, name: str | None = None, section: str | None = None) -> ProgramSpec:
         """Select one program by function name or by section (first in that section)."""

@@ -19,7 +19,9 @@ from tests.packets import icmp_echo, udp_packet
 
 pytestmark = pytest.mark.host_kernel
 
-LOADABLE = [p for p in all_objects() if not p.endswith("xdp_reject.o")]
+# xdp_reject: the verifier refuses it; xdp_devmap_legacy: libbpf 1.x (bpftool) no longer
+# knows its section name, so there is no oracle.
+LOADABLE = [p for p in all_objects() if not p.endswith(("xdp_reject.o", "xdp_devmap_legacy.o"))]
 
 
 def _bpftool_xlated(path: str) -> dict[str, int]:

@@ -1,0 +1,128 @@
+"""Programs whose section names no type or a type that cannot go on an interface, on the
+real kernel, with iproute2/bpftool as the oracle: an XDP program in SEC("tx") loads with
+--prog-type xdp (config: prog_type: xdp), also into a linked chain that is later
+rebuilt; a tc program or a devmap program (legacy spelling too) is refused before any
+kernel call by load, plan and apply, and nothing is attached."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.cli import assert_one_line_error, run_cli
+from tests.host import nettools
+from tests.objects import example
+
+pytestmark = pytest.mark.host_kernel
+
+
+@pytest.fixture
+def env(tmp_path, bpffs_dir, monkeypatch):  # type: ignore[no-untyped-def]
+    e = {"XDP_DISPATCH_STATE_DIR": str(tmp_path / "state"), "LIBXDP_BPFFS": bpffs_dir}
+    for k, v in e.items():
+        monkeypatch.setenv(k, v)
+    return e
+
+
+@pytest.fixture
+def veth(netns_veth, env):  # type: ignore[no-untyped-def]
+    yield netns_veth
+    run_cli("unload", netns_veth.host_if, "--all", env=env)
+
+
+def _status(iface: str) -> dict:  # type: ignore[type-arg]
+    (st,) = json.loads(run_cli("status", iface, "--json", check=True).stdout)["interfaces"]
+    return st  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(nettools.IP_TOOL is None, reason="iproute2 `ip` not installed: no oracle")
+def test_iproute2_and_bpftool_load_the_tx_section(veth) -> None:  # type: ignore[no-untyped-def]
+    obj = example("xdp_tx_section")
+    nettools.ip("link", "set", "dev", veth.host_if, "xdpgeneric", "obj", obj, "sec", "tx")
+    try:
+        assert nettools.xdp_attached(veth.host_if)
+    finally:
+        nettools.ip("link", "set", "dev", veth.host_if, "xdpgeneric", "off")
+    if shutil.which("bpftool") is not None:
+        script = (f"mount -t bpf bpf /sys/fs/bpf && bpftool prog load {obj} /sys/fs/bpf/x type xdp"
+                  f" && ! bpftool prog load {obj} /sys/fs/bpf/y")   # libbpf alone: no type
+        cp = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True)
+        assert cp.returncode == 0, cp.stderr
+
+
+def test_load_untyped_section_needs_and_takes_prog_type(veth, env) -> None:  # type: ignore[no-untyped-def]
+    obj = example("xdp_tx_section")
+    cp = run_cli("load", veth.host_if, obj, "-m", "skb", "-n", "xdp_in_tx", env=env)
+    assert_one_line_error(cp, "program xdp_in_tx (section tx) is in a section that names no "
+                              "program type")
+    assert cp.returncode == 2 and "hint: pass --prog-type xdp" in cp.stderr
+    assert _status(veth.host_if)["kind"] == "none"
+    # the command the hint suggests works
+    run_cli("load", veth.host_if, obj, "-m", "skb", "-n", "xdp_in_tx", "--prog-type", "xdp",
+            check=True, env=env)
+    assert [p["name"] for p in _status(veth.host_if)["programs"] or [_status(veth.host_if)["main"]]
+            ] == ["xdp_in_tx"]
+    assert nettools.ping(veth.peer_ip, count=1)
+
+
+def test_untyped_component_survives_a_linked_rebuild(veth, env) -> None:  # type: ignore[no-untyped-def]
+    run_cli("load", veth.host_if, example("xdp_tx_section"), "-m", "skb", "--prog-type", "xdp",
+            "-p", "10", "--dispatch", "linked", check=True, env=env)
+    # adding another component rebuilds the chain from its description: the chosen type
+    # must be redone, or the kept component is no longer XDP
+    cp = run_cli("load", veth.host_if, example("xdp_pass"), "-m", "skb", "-p", "20",
+                 "--dispatch", "linked", env=env)
+    assert cp.returncode == 0, cp.stderr
+    assert [p["name"] for p in _status(veth.host_if)["programs"]] == ["xdp_in_tx", "xdp_pass"]
+    assert nettools.ping(veth.peer_ip, count=1)
+
+
+@pytest.mark.parametrize("obj,prog,fragment", [
+    ("xdp_not_attachable", "tc_pass", "program tc_pass (section tc) is not an XDP program"),
+    ("xdp_not_attachable", "devmap_pass", "is a devmap program, not attachable to an interface"),
+    ("xdp_devmap_legacy", "devmap_legacy", "program devmap_legacy (section xdp_devmap/egress) is "
+                                           "a devmap program, not attachable to an interface"),
+])
+def test_load_refuses_before_the_kernel(veth, env, obj, prog, fragment) -> None:  # type: ignore[no-untyped-def]
+    cp = run_cli("load", veth.host_if, example(obj), "-m", "skb", "-n", prog, env=env)
+    assert_one_line_error(cp, fragment)
+    assert cp.returncode == 2
+    assert _status(veth.host_if)["kind"] == "none"
+
+
+def _cfg(path, iface: str, programs: list[dict]) -> str:  # type: ignore[no-untyped-def,type-arg]
+    path.write_text(yaml.safe_dump({"version": 1, "interfaces": [
+        {"name": iface, "mode": "skb", "programs": programs}]}))
+    return str(path)
+
+
+@pytest.mark.parametrize("obj,prog", [("xdp_not_attachable", "tc_pass"),
+                                      ("xdp_devmap_legacy", "devmap_legacy")])
+def test_plan_and_apply_refuse_before_the_kernel(veth, env, tmp_path, obj, prog) -> None:  # type: ignore[no-untyped-def]
+    cfg = _cfg(tmp_path / "c.yaml", veth.host_if, [
+        {"name": "x", "object": example(obj), "program": prog}])
+    for cmd in ("check", "plan", "apply"):
+        cp = run_cli(cmd, cfg, env=env)
+        assert cp.returncode == 2, (cmd, cp.stdout, cp.stderr)
+        assert "RTM_SETLINK" not in cp.stderr and "Traceback" not in cp.stderr
+        assert ("not an XDP program" if prog == "tc_pass" else "devmap program") in cp.stderr
+    assert _status(veth.host_if)["kind"] == "none"
+
+
+def test_apply_with_prog_type_and_rebuild(veth, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    progs = [{"name": "tx", "object": example("xdp_tx_section"), "prog_type": "xdp", "priority": 10},
+             {"name": "pass", "object": example("xdp_pass"), "priority": 20}]
+    cfg = _cfg(tmp_path / "c.yaml", veth.host_if, progs)
+    run_cli("apply", cfg, check=True, env=env)
+    assert [p["name"] for p in _status(veth.host_if)["programs"]] == ["tx", "pass"]
+    progs[1]["priority"] = 5            # rebuild: "tx" is kept and relinked
+    _cfg(tmp_path / "c.yaml", veth.host_if, progs)
+    cp = run_cli("apply", cfg, env=env)
+    assert cp.returncode == 0, cp.stderr
+    assert [p["name"] for p in _status(veth.host_if)["programs"]] == ["pass", "tx"]
+    assert run_cli("plan", cfg, env=env).returncode == 0
