@@ -68,7 +68,8 @@ def attachable_program(obj: ObjectSpec, *, section: str | None = None,
                        how: str = "pass --prog-type xdp") -> ProgramSpec:
     """The program to attach to an interface (``select_program`` after choosing
     ``prog_type`` for programs whose section names none); refuses, before any kernel call,
-    one that cannot be attached (not XDP, devmap/cpumap program, no type)."""
+    one that cannot be attached (not XDP, devmap/cpumap program, no type) or linked (calls
+    a kfunc)."""
     try:
         obj = obj.with_prog_type(prog_type)
         prog = select_program(obj, section=section, prog_name=prog_name)
@@ -82,6 +83,11 @@ def attachable_program(obj: ObjectSpec, *, section: str | None = None,
     if problem:
         raise UsageError(f"{obj.path}: program {prog.name} (section {prog.section}) {problem}",
                          hint=UNTYPED_HINT.format(how=how) if prog.prog_type == 0 else None)
+    from dispatcher.obj.link import extern_problem
+
+    problem = extern_problem(obj, prog)
+    if problem:
+        raise ObjectFileError(f"{obj.path}: program {prog.name}: {problem}")
     return prog
 
 

@@ -30,7 +30,7 @@ def inspect_dict(obj: ObjectSpec) -> dict[str, Any]:
                     "chain_call_actions": list(p.run_config.action_names),
                     "declared": p.run_config.declared,
                 } if p.has_run_config else None,
-                "skipped": skip_reason(p),
+                "skipped": skip_reason(obj, p),
             }
             for p in obj.programs
         ],
@@ -56,11 +56,13 @@ def inspect_dict(obj: ObjectSpec) -> dict[str, Any]:
     }
 
 
-def skip_reason(p: ProgramSpec) -> str | None:
+def skip_reason(obj: ObjectSpec, p: ProgramSpec) -> str | None:
     """Why ``load``/configs cannot attach this program to an interface, or None."""
     problem = p.interface_problem
     if problem is None:
-        return None
+        from dispatcher.obj.link import extern_problem
+
+        return extern_problem(obj, p)
     if p.prog_type == 0:
         return (f"section '{p.section}' names no program type; load it as XDP with "
                 "--prog-type xdp (config: prog_type: xdp)")

@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from dispatcher.errors import ConfigError, ObjectFileError
 from dispatcher.obj.elf import read_object as _default_read_object
+from dispatcher.obj.link import extern_problem
 from dispatcher.obj.spec import ObjectSpec, ProgramSpec
 from dispatcher.obj.variables import OverrideError, check_override
 
@@ -604,14 +605,17 @@ def config_program(spec: ObjectSpec, prog: ProgramConfig) -> ProgramSpec | None:
 
 
 def _attach_problem(spec: ObjectSpec, prog: ProgramConfig, shown: str) -> str | None:
-    """Why the entry's program cannot be attached to an interface (the rule of ``load``:
-    ``ProgramSpec.interface_problem``), or None."""
+    """Why the entry's program cannot be attached to an interface or linked (the rules of
+    ``load``: ``ProgramSpec.interface_problem``, ``extern_problem``), or None."""
     try:
         p = config_program(spec, prog)
     except ObjectFileError as e:
         return f"{shown}: {e.message}"
-    if p is None or p.interface_problem is None:
+    if p is None:
         return None
+    if p.interface_problem is None:
+        problem = extern_problem(spec, p)
+        return f"{shown}: program {p.name}: {problem}" if problem else None
     msg = f"{shown}: program {p.name} (section {p.section}) {p.interface_problem}"
     if p.prog_type == 0:
         msg += ' (add "prog_type: xdp" to load it as an XDP program)'

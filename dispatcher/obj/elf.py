@@ -302,7 +302,7 @@ class _Parser:
         for s in self.symbols:
             if s.type == "STT_OBJECT" and s.bind in ("STB_GLOBAL", "STB_WEAK") and s.shndx >= 0:
                 glob[s.name] = (s.value, s.hidden)
-        btf = btf.fixup_datasecs(sizes, glob)
+        btf = btf.fixup_datasecs(sizes, glob).without_externs()
         ext_sec = self.by_name.get(".BTF.ext")
         ext = BtfExt.parse(ext_sec.data, btf) if ext_sec is not None else None
         return btf, ext

@@ -13,6 +13,7 @@ import pytest
 from dispatcher.errors import ObjectFileError, VerifierError
 from dispatcher.kernel import bpf, loader
 from dispatcher.obj.elf import read_object
+from dispatcher.obj.link import extern_problem
 from dispatcher.obj.spec import PROG_TYPE_XDP
 from tests.objects import all_objects, example, ids
 from tests.packets import icmp_echo, udp_packet
@@ -49,7 +50,9 @@ def _bpftool_xlated(path: str) -> dict[str, int]:
 @pytest.mark.parametrize("path", LOADABLE, ids=ids(LOADABLE))
 def test_loads_like_bpftool(path: str, bpffs_dir: str) -> None:
     spec = read_object(path)
-    progs = [p for p in spec.programs if p.prog_type == PROG_TYPE_XDP]
+    # programs that call kfuncs are refused by our linker (bpftool loads them)
+    progs = [p for p in spec.programs
+             if p.prog_type == PROG_TYPE_XDP and extern_problem(spec, p) is None]
     if not progs:
         pytest.skip(f"{os.path.basename(path)} has no XDP program (e.g. fentry only)")
     oracle = _bpftool_xlated(path)
@@ -182,6 +185,17 @@ def test_incompatible_pinned_map_is_refused(bpffs_dir: str) -> None:
         loader.load_object_program(spec, spec.programs[0], pin_root=bpffs_dir)
     msg = str(ei.value)
     assert "incompatible" in msg and "type: object 11, pinned 1" in msg and "key_size" in msg
+
+
+def test_kfunc_externs_do_not_block_the_other_programs(bpffs_dir: str) -> None:
+    # The object's BTF declares an extern kfunc; as is, the kernel refuses that BTF
+    # ("Invalid func linkage"). libbpf sanitizes it; the program that calls no kfunc loads.
+    spec = read_object(example("xdp_kfunc_mixed"))
+    lo, p = loader.load_object_program(spec, spec.program(name="xdp_plain"), pin_root=bpffs_dir)
+    with lo, p.fd:
+        assert p.info().btf_id and _run(p, udp_packet()) == 2
+    with pytest.raises(ObjectFileError, match="references extern symbol 'bpf_dynptr_from_xdp'"):
+        loader.load_object_program(spec, spec.program(name="xdp_uses_kfunc"), pin_root=bpffs_dir)
 
 
 def test_verifier_rejection_names_reason(bpffs_dir: str) -> None:

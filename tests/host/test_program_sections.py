@@ -95,6 +95,18 @@ def test_load_refuses_before_the_kernel(veth, env, obj, prog, fragment) -> None:
     assert _status(veth.host_if)["kind"] == "none"
 
 
+def test_load_of_the_program_next_to_a_kfunc_caller(veth, env) -> None:  # type: ignore[no-untyped-def]
+    obj = example("xdp_kfunc_mixed")
+    cp = run_cli("load", veth.host_if, obj, "-m", "skb", "-n", "xdp_uses_kfunc", env=env)
+    assert_one_line_error(cp, "program xdp_uses_kfunc: references extern symbol "
+                              "'bpf_dynptr_from_xdp'")
+    assert cp.returncode == 2
+    cp = run_cli("load", veth.host_if, obj, "-m", "skb", "-n", "xdp_plain", env=env)
+    assert cp.returncode == 0, cp.stderr
+    assert "slot" not in cp.stdout or _status(veth.host_if)["kind"] != "legacy"
+    assert nettools.ping(veth.peer_ip, count=1)
+
+
 def _cfg(path, iface: str, programs: list[dict]) -> str:  # type: ignore[no-untyped-def,type-arg]
     path.write_text(yaml.safe_dump({"version": 1, "interfaces": [
         {"name": iface, "mode": "skb", "programs": programs}]}))
@@ -102,7 +114,8 @@ def _cfg(path, iface: str, programs: list[dict]) -> str:  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize("obj,prog", [("xdp_not_attachable", "tc_pass"),
-                                      ("xdp_devmap_legacy", "devmap_legacy")])
+                                      ("xdp_devmap_legacy", "devmap_legacy"),
+                                      ("xdp_kfunc_mixed", "xdp_uses_kfunc")])
 def test_plan_and_apply_refuse_before_the_kernel(veth, env, tmp_path, obj, prog) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path / "c.yaml", veth.host_if, [
         {"name": "x", "object": example(obj), "program": prog}])
@@ -110,7 +123,9 @@ def test_plan_and_apply_refuse_before_the_kernel(veth, env, tmp_path, obj, prog)
         cp = run_cli(cmd, cfg, env=env)
         assert cp.returncode == 2, (cmd, cp.stdout, cp.stderr)
         assert "RTM_SETLINK" not in cp.stderr and "Traceback" not in cp.stderr
-        assert ("not an XDP program" if prog == "tc_pass" else "devmap program") in cp.stderr
+        assert {"tc_pass": "not an XDP program", "devmap_legacy": "devmap program",
+                "xdp_uses_kfunc": "references extern symbol 'bpf_dynptr_from_xdp'"}[prog] \
+            in cp.stderr
     assert _status(veth.host_if)["kind"] == "none"
 
 

@@ -87,3 +87,31 @@ def test_check_accepts_a_chosen_type(tmp_path) -> None:  # type: ignore[no-untyp
 def test_prog_type_takes_only_xdp(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cp = run_cli("check", _cfg(tmp_path, object=example("xdp_tx_section"), prog_type="tc"))
     assert cp.returncode == 2 and "prog_type" in cp.stderr and "Traceback" not in cp.stderr
+
+
+def test_kfunc_caller_refused_by_check_the_other_program_accepted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    obj = example("xdp_kfunc_mixed")
+    cp = run_cli("check", _cfg(tmp_path, object=obj, program="xdp_uses_kfunc"))
+    assert cp.returncode == 2 and "Traceback" not in cp.stderr
+    assert ("program xdp_uses_kfunc: references extern symbol 'bpf_dynptr_from_xdp'"
+            in cp.stderr), cp.stderr
+    assert run_cli("check", _cfg(tmp_path, object=obj, program="xdp_plain")).returncode == 0
+    progs = _inspect("xdp_kfunc_mixed")
+    assert progs["xdp_plain"]["skipped"] is None
+    assert "bpf_dynptr_from_xdp" in progs["xdp_uses_kfunc"]["skipped"]
+
+
+def test_object_btf_is_sanitized_like_libbpf() -> None:
+    from dispatcher.obj.btf import FUNC_EXTERN, VAR_GLOBAL_EXTERN, BtfKind
+    from dispatcher.obj.elf import read_object
+
+    btf = read_object(example("xdp_kfunc_mixed")).btf
+    assert btf is not None
+    funcs = {t.name: t for t in btf.types if t.kind == BtfKind.FUNC}
+    assert "bpf_dynptr_from_xdp" in funcs                      # kept (type ids unchanged)
+    assert all(t.linkage != FUNC_EXTERN for t in funcs.values())
+    assert all(t.linkage != VAR_GLOBAL_EXTERN for t in btf.types if t.kind == BtfKind.VAR)
+    proto = btf.types[funcs["bpf_dynptr_from_xdp"].size_or_type]
+    assert all(p.name_off for p in proto.params)                # the kernel wants names
+    (ksyms,) = [t for t in btf.types if t.kind == BtfKind.DATASEC and t.name == ".ksyms"]
+    assert ksyms.secinfos == () and ksyms.size_or_type > 0
