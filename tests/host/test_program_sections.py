@@ -1,8 +1,9 @@
-"""Programs whose section names no type or a type that cannot go on an interface, on the
-real kernel, with iproute2/bpftool as the oracle: an XDP program in SEC("tx") loads with
---prog-type xdp (config: prog_type: xdp), also into a linked chain that is later
-rebuilt; a tc program or a devmap program (legacy spelling too) is refused before any
-kernel call by load, plan and apply, and nothing is attached."""
+"""Objects unlike our usual examples, on the real kernel, with iproute2/bpftool as the
+oracle: an XDP program in SEC("tx") loads with --prog-type xdp (config: prog_type: xdp),
+also into a linked chain that is later rebuilt; a tc program, a devmap program (legacy
+spelling too) or a kfunc caller is refused before any kernel call by load, plan and
+apply, and nothing is attached; the other program of a kfunc object loads; a linked
+chain with a component without license is refused naming that component."""
 
 from __future__ import annotations
 
@@ -105,6 +106,17 @@ def test_load_of_the_program_next_to_a_kfunc_caller(veth, env) -> None:  # type:
     assert cp.returncode == 0, cp.stderr
     assert "slot" not in cp.stdout or _status(veth.host_if)["kind"] != "legacy"
     assert nettools.ping(veth.peer_ip, count=1)
+
+
+def test_linked_chain_names_the_component_without_license(veth, env) -> None:  # type: ignore[no-untyped-def]
+    cp = run_cli("load", veth.host_if, example("xdp_counter"), example("xdp_no_license"),
+                 "-m", "skb", "--dispatch", "linked", env=env)
+    assert_one_line_error(cp, "xdp_no_license", "has no license", "GPL component xdp_counter")
+    assert cp.returncode == 2
+    assert _status(veth.host_if)["kind"] == "none"
+    # alone it loads, as bpftool loads it
+    run_cli("load", veth.host_if, example("xdp_no_license"), "-m", "skb", "--dispatch", "linked",
+            check=True, env=env)
 
 
 def _cfg(path, iface: str, programs: list[dict]) -> str:  # type: ignore[no-untyped-def,type-arg]
