@@ -159,13 +159,43 @@ def read_bytes(path: str) -> bytes:
     """An object file's bytes; ObjectFileError names the path when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read()
     except FileNotFoundError:
         raise ObjectFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ObjectFileError(f"{path}: is a directory, not a BPF object file") from None
     except OSError as e:
+        if _on_bpffs(path):      # a pinned program or link cannot be read (EIO)
+            raise _pinned(path) from None
         raise ObjectFileError(f"{path}: cannot read: {e.strerror}") from None
+    if not data.startswith(b"\x7fELF") and _on_bpffs(path):   # a map pin reads as text
+        raise _pinned(path)
+    return data
+
+
+def _pinned(path: str) -> ObjectFileError:
+    return ObjectFileError(f"{path}: is a pinned BPF object (program, link or map) on bpffs, "
+                           "not an object file",
+                           hint="give the object file (.o) the program was loaded from")
+
+
+def _on_bpffs(path: str) -> bool:
+    """Whether ``path`` lies on a mounted BPF filesystem, by the mount table (this module
+    makes no syscalls beyond reading files)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounts = [ln.split() for ln in f]
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    for fields in mounts:
+        if "-" not in fields:
+            continue
+        point = fields[4].replace("\\040", " ")
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, fstype = point, fields[fields.index("-") + 1]
+    return fstype == "bpf"
 
 
 def read_object(path: str) -> ObjectSpec:

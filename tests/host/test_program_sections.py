@@ -8,6 +8,7 @@ chain with a component without license is refused naming that component."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -117,6 +118,32 @@ def test_linked_chain_names_the_component_without_license(veth, env) -> None:  #
     # alone it loads, as bpftool loads it
     run_cli("load", veth.host_if, example("xdp_no_license"), "-m", "skb", "--dispatch", "linked",
             check=True, env=env)
+
+
+def test_pinned_objects_are_not_object_files(veth, env, bpffs_dir) -> None:  # type: ignore[no-untyped-def]
+    from dispatcher.kernel import bpf, loader
+    from dispatcher.obj.elf import read_object
+
+    spec = read_object(example("xdp_blocklist"))
+    lo, p = loader.load_object_program(spec, spec.programs[0], pin_root=bpffs_dir)
+    with lo, p.fd:
+        prog_pin = os.path.join(bpffs_dir, "prog")
+        bpf.obj_pin(p.fd.fd, prog_pin)
+    map_pin = os.path.join(bpffs_dir, "blocklist")       # pinned by name: reads as text
+    for pin in (prog_pin, map_pin):
+        for args in (("inspect", pin), ("load", veth.host_if, pin, "-m", "skb")):
+            cp = run_cli(*args, env=env)
+            assert_one_line_error(cp, f"{pin}: is a pinned BPF object", "not an object file")
+            assert cp.returncode == 2
+    assert _status(veth.host_if)["kind"] == "none"
+
+
+def test_features_of_an_interface_in_a_netns(veth) -> None:  # type: ignore[no-untyped-def]
+    cp = run_cli("features", "--netns", veth.netns, veth.peer_if)
+    assert cp.returncode == 0, cp.stderr
+    (line,) = [ln for ln in cp.stdout.splitlines() if ln.startswith("interface")]
+    assert f"{veth.peer_if} (ifindex {veth.peer_ifindex}): skb yes, native yes" in line, line
+    assert "{" not in line
 
 
 def _cfg(path, iface: str, programs: list[dict]) -> str:  # type: ignore[no-untyped-def,type-arg]
