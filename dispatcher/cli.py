@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
+from dispatcher import __version__
 from dispatcher.errors import UsageError, XdpDispatchError
 
 PROG = "xdp-dispatch"
@@ -69,6 +70,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     others are listed as choices with no arguments; see ``_only_command``)."""
     p = _Parser(prog=PROG, description="Run several XDP programs on one interface (libxdp-compatible).")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for unexpected errors")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -266,10 +268,14 @@ def _cmd_features(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
+    from dispatcher.render import interface_modes_text
+
     for name, v in res.items():
         if isinstance(v, dict) and "supported" in v:
             mark = "yes" if v["supported"] else "no"
             print(f"{name:22s} {mark:4s} {v.get('detail', '')}")
+        elif name == "interface" and isinstance(v, dict):
+            print(f"{name:22s} {interface_modes_text(v)}")
         else:
             print(f"{name:22s} {v}")
     return 0

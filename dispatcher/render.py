@@ -162,6 +162,17 @@ def disasm_text(obj: ObjectSpec, prog: ProgramSpec) -> str:
     return "\n".join(out) + "\n"
 
 
+def interface_modes_text(d: Mapping[str, Any]) -> str:
+    """One line for ``features IFACE``'s interface probe (``probes.interface_modes``)."""
+    def mark(v: Any) -> str:
+        return "unknown" if v is None else "yes" if v else "no"
+
+    line = (f"{d.get('name')} (ifindex {d.get('ifindex')}): "
+            + ", ".join(f"{m} {mark(d.get(m))}" for m in ("skb", "native", "hw"))
+            + f"; attached: {d.get('attached_mode') or 'none'}")
+    return line + (f" ({d['detail']})" if d.get("detail") else "")
+
+
 # -- status ------------------------------------------------------------------------------
 
 def status_text(states: list[Any], managed: Mapping[int, str | None] | None = None) -> str:
