@@ -184,32 +184,41 @@ def status_text(states: list[Any], managed: Mapping[int, str | None] | None = No
     programs this tool recorded, ``-`` for the others; blank on the dispatcher's row."""
     out = ["CURRENT XDP PROGRAM STATUS:", ""]
     labels: dict[int, str] = {}          # line index -> managed-by cell
+    # xdp-loader's widths, grown to fit long interface/program names and ids
+    ok = [st for st in states if not st.error]
+    wi = max([16, *(len(st.name) for st in states)])
+    wn = max([17, *(len(p.full_name) for st in ok for p in (st.main, st.hw) if p is not None),
+              *(len(c.name) + 1 for st in ok for c in st.programs)])
+    wid = max([4, *(len(str(p.id)) for st in ok for p in (st.main, st.hw) if p is not None),
+               *(len(str(c.id or "-")) for st in ok for c in st.programs)])
 
     def row(line: str, prog_id: int | None) -> None:
         if managed is not None:
             labels[len(out)] = "" if prog_id is None else (managed.get(prog_id) or "-")
         out.append(line.rstrip())
 
-    row("%-16s %-5s %-17s Mode     ID   %-17s %s" % ("Interface", "Prio", "Program name",
-                                                      "Tag", "Chain actions"), None)
+    def prog_row(iface: str, name: str, mode: str, pid: int, tag: str) -> str:
+        return f"{iface:<{wi}} {'':<5} {name:<{wn}} {mode:<8} {pid:<{wid}} {tag:<17}"
+
+    row(f"{'Interface':<{wi}} {'Prio':<5} {'Program name':<{wn}} {'Mode':<8} {'ID':<{wid}} "
+        f"{'Tag':<17} Chain actions", None)
     if managed is not None:
         labels[len(out) - 1] = "Managed by"
     rule = len(out)
-    out.append("-" * 86)
+    rule_width = 86 + (wi - 16) + (wn - 17) + (wid - 4)
+    out.append("-" * rule_width)
     for st in states:
         if st.error:
-            out.append("%-22s <error: %s>" % (st.name, st.error))
+            out.append(f"{st.name:<{wi + 6}} <error: {st.error}>")
             continue
         if st.hw is not None:
-            row("%-16s %-5s %-17s %-8s %-4d %-17s" % (st.name, "", st.hw.full_name, "hw",
-                                                      st.hw.id, st.hw.tag), st.hw.id)
+            row(prog_row(st.name, st.hw.full_name, "hw", st.hw.id, st.hw.tag), st.hw.id)
         if st.main is None:
             if st.hw is None:
-                out.append("%-22s <No XDP program loaded!>" % st.name)
+                out.append(f"{st.name:<{wi + 6}} <No XDP program loaded!>")
             continue
-        line = "%-16s %-5s %-17s %-8s %-4d %-17s" % ("" if st.hw else st.name, "",
-                                                     st.main.full_name, st.mode or "",
-                                                     st.main.id, st.main.tag)
+        line = prog_row("" if st.hw else st.name, st.main.full_name, st.mode or "", st.main.id,
+                        st.main.tag)
         is_disp = st.kind == "dispatcher" and st.dispatcher is not None
         if is_disp:
             line += f" (dispatcher v{st.dispatcher.version})"
@@ -217,20 +226,19 @@ def status_text(states: list[Any], managed: Mapping[int, str | None] | None = No
             line += " (linked chain)"
         row(line, None if is_disp or st.kind == "linked" else st.main.id)
         for c in st.programs:
-            row("%-16s %-5d  %-16s %-8s %-4s %-17s %s" % (
-                " =>", c.priority, c.name, "", c.id or "-", c.tag or "-",
-                ",".join(c.chain_call_actions)), c.id)
+            row(f"{' =>':<{wi}} {c.priority:<5}  {c.name:<{wn - 1}} {'':<8} {c.id or '-':<{wid}} "
+                f"{c.tag or '-':<17} {','.join(c.chain_call_actions)}", c.id)
             if managed is not None and not c.id:
                 # A linked chain's slots are ours by construction; the description says
                 # which config file (if any) put them there.
                 labels[len(out) - 1] = _linked_manager(c)
         for p in st.problems:
-            out.append(f"{'':16s} ! {p}")
+            out.append(f"{'':{wi}s} ! {p}")
     if labels:
         width = max(len(out[i]) for i in labels)
         for i, cell in labels.items():
             out[i] = (out[i].ljust(width) + "  " + cell).rstrip()
-        out[rule] = "-" * max(86, max(len(out[i]) for i in labels))
+        out[rule] = "-" * max(rule_width, max(len(out[i]) for i in labels))
     out.append("")
     return "\n".join(out) + "\n"
 
