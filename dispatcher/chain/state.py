@@ -52,15 +52,19 @@ class Component:
     xlated_insns: int = 0
     object_path: str = ""       # linked chains: the object file the slot was linked from
     source: str = ""            # linked chains: the config file that manages the slot, if any
+    maps: tuple[tuple[str, int], ...] | None = None   # linked chains: (map name, map id)
 
     def to_json(self) -> dict[str, object]:
-        # A linked chain's components are not programs of their own: id and tag are null.
+        # A linked chain's components are not programs of their own: id and tag are null;
+        # "maps" (name -> map id) lets a user read a component's maps without bpftool.
         out: dict[str, object] = {
             "slot": self.slot, "name": self.name, "id": self.id or None, "tag": self.tag or None,
             "priority": self.priority, "chain_call_actions": list(self.chain_call_actions),
             "frags": self.frags}
         if self.object_path:
             out["object"] = self.object_path
+        if self.maps is not None:
+            out["maps"] = dict(self.maps)
         return out
 
 
@@ -171,10 +175,14 @@ def components_from_description(doc: dict[str, object]) -> tuple[Component, ...]
         if not isinstance(s, dict):
             continue
         acts = s.get("actions")
+        maps = s.get("maps")
         out.append(Component(
             slot=i, name=str(s.get("label", "?")), id=0, tag="",
             priority=int(s.get("priority", 0)),
             chain_call_actions=tuple(str(a) for a in acts) if isinstance(acts, list) else (),
             frags=bool(s.get("frags")), object_path=str(s.get("object", "")),
-            source=str(s.get("source", ""))))
+            source=str(s.get("source", "")),
+            maps=tuple((str(k), int(v)) for k, v in maps.items()
+                       if isinstance(v, int) and not isinstance(v, bool))
+            if isinstance(maps, dict) else None))
     return tuple(out)

@@ -146,6 +146,18 @@ def test_features_of_an_interface_in_a_netns(veth) -> None:  # type: ignore[no-u
     assert "{" not in line
 
 
+def test_status_json_gives_each_linked_component_its_map_ids(veth, env) -> None:  # type: ignore[no-untyped-def]
+    from dispatcher.kernel import bpf
+
+    run_cli("load", veth.host_if, example("xdp_counter"), example("xdp_pass"), "-m", "skb",
+            "--dispatch", "linked", check=True, env=env)
+    progs = {p["name"]: p for p in _status(veth.host_if)["programs"]}
+    assert progs["xdp_pass"]["maps"] == {}
+    mid = progs["xdp_counter"]["maps"]["counters"]
+    with bpf.map_get_fd_by_id(mid) as fd:      # a live map, and the one named so
+        assert bpf.map_info(fd.fd).name == "counters"
+
+
 def _cfg(path, iface: str, programs: list[dict]) -> str:  # type: ignore[no-untyped-def,type-arg]
     path.write_text(yaml.safe_dump({"version": 1, "interfaces": [
         {"name": iface, "mode": "skb", "programs": programs}]}))
