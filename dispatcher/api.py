@@ -64,8 +64,8 @@ UNTYPED_HINT = "{how} to load it as an XDP program (as bpftool's `prog load ... 
 
 
 def attachable_program(obj: ObjectSpec, *, section: str | None = None,
-                       prog_name: str | None = None, prog_type: str | None = None,
-                       how: str = "pass --prog-type xdp") -> ProgramSpec:
+                       prog_name: str | None = None, prog_type: str | None = None
+                       ) -> ProgramSpec:
     """The program to attach to an interface (``select_program`` after choosing
     ``prog_type`` for programs whose section names none); refuses, before any kernel call,
     one that cannot be attached (not XDP, devmap/cpumap program, no type) or linked (calls
@@ -76,13 +76,18 @@ def attachable_program(obj: ObjectSpec, *, section: str | None = None,
         if prog_type is not None:
             prog = prog.as_type(prog_type)
     except ObjectFileError as e:
+        untyped = [p.name for p in obj.programs if p.prog_type == 0]
+        hint = e.hint or (f"{', '.join(untyped)}: in a section that names no type; "
+                          + UNTYPED_HINT.format(how="pass --prog-type xdp")
+                          if untyped and section is None and prog_name is None else None)
         if e.message.startswith(obj.path):
-            raise
-        raise ObjectFileError(f"{obj.path}: {e.message}", hint=e.hint) from None
+            raise ObjectFileError(e.message, hint=hint) from None
+        raise ObjectFileError(f"{obj.path}: {e.message}", hint=hint) from None
     problem = prog.interface_problem
     if problem:
         raise UsageError(f"{obj.path}: program {prog.name} (section {prog.section}) {problem}",
-                         hint=UNTYPED_HINT.format(how=how) if prog.prog_type == 0 else None)
+                         hint=UNTYPED_HINT.format(how="pass --prog-type xdp")
+                         if prog.prog_type == 0 else None)
     from dispatcher.obj.link import extern_problem
 
     problem = extern_problem(obj, prog)

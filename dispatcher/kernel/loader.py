@@ -26,12 +26,12 @@ DEFAULT_PIN_ROOT = "/sys/fs/bpf"
 # Map types whose key/value BTF ids the kernel refuses (libbpf forces them to 0).
 _NO_BTF_TYPES = {4, 8, 7, 12, 13, 14, 15, 16, 17, 18, 22, 23, 25, 33}
 _PERF_EVENT_ARRAY = 4
-_BPF_F_RDONLY_PROG = 0x80
 # Flags the kernel adds by itself when it creates a map of a type: map_info reports them
 # although the object never asked for them. Devmaps (and devmap_hash) get
 # BPF_F_RDONLY_PROG (their lookup returns a pointer to the ifindex). libbpf's
 # map_is_reuse_compat ignores that bit for these types; so do we.
-_KERNEL_ADDED_FLAGS = {14: _BPF_F_RDONLY_PROG, 25: _BPF_F_RDONLY_PROG}
+_KERNEL_ADDED_FLAGS = {bpf.BPF_MAP_TYPE_DEVMAP: bpf.BPF_F_RDONLY_PROG,
+                       bpf.BPF_MAP_TYPE_DEVMAP_HASH: bpf.BPF_F_RDONLY_PROG}
 
 
 @dataclass

@@ -64,6 +64,9 @@ def test_load_untyped_section_needs_and_takes_prog_type(veth, env) -> None:  # t
                               "program type")
     assert cp.returncode == 2 and "hint: pass --prog-type xdp" in cp.stderr
     assert _status(veth.host_if)["kind"] == "none"
+    cp = run_cli("load", veth.host_if, obj, "-m", "skb", env=env)     # no -n: the same hint
+    assert_one_line_error(cp, "the object contains no XDP program")
+    assert "hint: xdp_in_tx: in a section that names no type; pass --prog-type xdp" in cp.stderr
     # the command the hint suggests works
     run_cli("load", veth.host_if, obj, "-m", "skb", "-n", "xdp_in_tx", "--prog-type", "xdp",
             check=True, env=env)
