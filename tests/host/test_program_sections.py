@@ -108,7 +108,10 @@ def test_load_of_the_program_next_to_a_kfunc_caller(veth, env) -> None:  # type:
     assert cp.returncode == 2
     cp = run_cli("load", veth.host_if, obj, "-m", "skb", "-n", "xdp_plain", env=env)
     assert cp.returncode == 0, cp.stderr
-    assert "slot" not in cp.stdout or _status(veth.host_if)["kind"] != "legacy"
+    st = _status(veth.host_if)
+    if st["kind"] == "legacy":      # attached directly (no freplace here): no slot to name
+        assert cp.stdout == (f"{veth.host_if}: attached xdp_plain (id {st['main']['id']}) "
+                             "directly in skb mode\n")
     assert nettools.ping(veth.peer_ip, count=1)
 
 
