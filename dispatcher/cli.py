@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
+from dispatcher import __version__
 from dispatcher.errors import UsageError, XdpDispatchError
 
 PROG = "xdp-dispatch"
@@ -72,6 +73,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     others are listed as choices with no arguments; see ``_only_command``)."""
     p = _Parser(prog=PROG, description="Run several XDP programs on one interface (libxdp-compatible).")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for unexpected errors")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -98,6 +100,9 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     g = sp.add_mutually_exclusive_group()
     g.add_argument("-s", "--section", help="program by ELF section name")
     g.add_argument("-n", "--prog-name", help="program by function name")
+    sp.add_argument("--prog-type", choices=["xdp"],
+                    help="load a program whose ELF section names no type (e.g. SEC(\"tx\")) "
+                         "as this type, like bpftool's `prog load ... type xdp`")
     sp.add_argument("--netns", help="network namespace of the interface (as in ip netns)")
     sp.add_argument("--force", action="store_true",
                     help="replace a plain (non-dispatcher) program that is attached")
@@ -158,6 +163,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from dispatcher.render import disasm_text, inspect_dict, inspect_text
 
     obj = read_object(args.object)
+    if args.prog_name:
+        obj.program(name=args.prog_name)      # an unknown name is an error, with or without --disasm
     if args.json:
         print(json.dumps(inspect_dict(obj), indent=2))
         return 0
@@ -190,7 +197,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
                        actions=args.actions, section=args.section, prog_name=args.prog_name,
                        netns=args.netns, force=args.force,
                        verifier_log=log if want_log else None, notice=_notice,
-                       dispatch=args.dispatch)
+                       dispatch=args.dispatch, prog_type=args.prog_type)
     except XdpDispatchError as e:
         log_text = getattr(e, "log", None)
         if want_log and log_text and log_text not in log:
@@ -204,8 +211,9 @@ def _cmd_load(args: argparse.Namespace) -> int:
     elif res.kind == "linked":
         names = ", ".join(f"{name} (slot {slot})" for slot, name, _pid in res.programs)
         print(f"{args.iface}: linked chain {res.dispatcher_id} in {args.mode} mode runs {names}")
-    else:
-        print(f"{args.iface}: attached {progs} directly in {args.mode} mode")
+    else:   # attached directly: no dispatcher, so no slot
+        direct = ", ".join(f"{name} (id {pid})" for _slot, name, pid in res.programs)
+        print(f"{args.iface}: attached {direct} directly in {args.mode} mode")
     return 0
 
 
@@ -263,10 +271,14 @@ def _cmd_features(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
+    from dispatcher.render import interface_modes_text
+
     for name, v in res.items():
         if isinstance(v, dict) and "supported" in v:
             mark = "yes" if v["supported"] else "no"
             print(f"{name:22s} {mark:4s} {v.get('detail', '')}")
+        elif name == "interface" and isinstance(v, dict):
+            print(f"{name:22s} {interface_modes_text(v)}")
         else:
             print(f"{name:22s} {v}")
     return 0

@@ -21,7 +21,13 @@ from dispatcher.chain.model import (
 )
 from dispatcher.chain.pending import PendingChange
 from dispatcher.config import applied, ownership
-from dispatcher.config.model import ChainConfig, error_at, expand_names, load_and_check
+from dispatcher.config.model import (
+    ChainConfig,
+    config_program,
+    error_at,
+    expand_names,
+    load_and_check,
+)
 from dispatcher.config.plan import (
     ADD,
     REMOVE,
@@ -38,7 +44,6 @@ from dispatcher.kernel.privileges import require_root
 from dispatcher.obj.elf import parse_cached, read_bytes, read_object
 from dispatcher.obj.spec import ObjectSpec, names_to_actions
 from dispatcher.record import replace
-from dispatcher.uapi import BPF_PROG_TYPE_XDP
 
 
 @dataclass
@@ -82,8 +87,8 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                 problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
                                          f"{p.pin_maps} is not on a BPF filesystem (bpffs)"))
             obj = objects.get(p.object) or objects.setdefault(p.object, read_object(p.object))
-            prog = obj.program(name=p.program, section=p.section) if (p.program or p.section) \
-                else next(x for x in obj.programs if x.prog_type == BPF_PROG_TYPE_XDP)
+            prog = config_program(obj, p)       # checked: one program, attachable
+            assert prog is not None
             prio = p.priority if p.priority is not None else prog.run_config.priority
             acts = names_to_actions(p.chain_call_actions) if p.chain_call_actions is not None \
                 else prog.run_config.chain_call_actions
@@ -91,7 +96,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
             if p.object not in shas:
                 shas[p.object] = _sha(p.object)
             desired.append(DesiredProgram(p.name, p.object, shas[p.object], prog.name, prio, acts,
-                                          settings_json(p.globals, p.pin_maps, frags)))
+                                          settings_json(p.globals, p.pin_maps, frags, p.prog_type)))
         for n in names:
             if (icfg.netns, n) in seen:
                 problems.append(error_at(cfg, ("interfaces", k, "name"),
@@ -383,7 +388,8 @@ def _failed_at(e: XdpDispatchError, p: InterfacePlan,
     """``e`` (same class, exit code and hint) naming the interface it happened on and
     what became of the interfaces this apply had already changed."""
     where = _where(p)
-    msg = e.message if e.message.startswith(p.iface + ":") else f"{where}: {e.message}"
+    named = e.message.startswith((p.iface + ":", where + ":"))   # the chain layer named it
+    msg = e.message if named else f"{where}: {e.message}"
     msg = f"apply failed on {msg}"
     undone = _restore(pending)
     msg += f" ({undone})" if undone else " (no interface was changed)"

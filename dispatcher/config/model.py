@@ -32,7 +32,8 @@ from pydantic_core import PydanticCustomError
 from dispatcher.errors import ConfigError, ObjectFileError
 from dispatcher.obj.actions import XDP_ACTIONS
 from dispatcher.obj.elf import read_object as _default_read_object
-from dispatcher.obj.spec import ObjectSpec
+from dispatcher.obj.link import extern_problem
+from dispatcher.obj.spec import ObjectSpec, ProgramSpec
 from dispatcher.obj.variables import OverrideError, check_override
 from dispatcher.uapi import IFNAMSIZ
 
@@ -105,6 +106,9 @@ class ProgramConfig(BaseModel):
     object: str = Field(min_length=1, description="BPF object file, relative to the config file")
     program: str | None = Field(None, min_length=1, description="Function name in the object")
     section: str | None = Field(None, min_length=1, description="ELF section (instead of program)")
+    prog_type: Literal["xdp"] | None = Field(
+        None, description="Program type for a program whose ELF section names none "
+                          "(as bpftool's `prog load ... type xdp`)")
     priority: int | None = Field(None, ge=0, le=PRIORITY_MAX,
                                  description="0..1000, lower runs first; default: object's run config")
     chain_call_actions: list[str] | None = Field(
@@ -569,6 +573,10 @@ def check_config(cfg: ChainConfig, *, read_object: ReadObject = _default_read_ob
             elif len(spec.programs) != 1:
                 add(ploc, f"{_show(shown)} holds {len(spec.programs)} programs ({have}); "
                           'name one with "program"')
+            problem = _attach_problem(spec, prog, _show(shown))
+            if problem:
+                add(ploc + (("program",) if prog.program else ("section",) if prog.section
+                            else ()), problem)
             for var, value in (prog.globals or {}).items():
                 try:
                     check_override(spec, var, value)
@@ -579,6 +587,39 @@ def check_config(cfg: ChainConfig, *, read_object: ReadObject = _default_read_ob
                         "key" if unknown else "value")
     ordered = sorted(set(errors), key=lambda e: (e.line, e.col, e.path, e.msg))
     return [e.fmt(cfg.source) for e in ordered]
+
+
+def config_program(spec: ObjectSpec, prog: ProgramConfig) -> ProgramSpec | None:
+    """The program an entry names (by ``program``, by ``section``, or the object's only
+    program), with its ``prog_type`` chosen; None if that is not one program (the checks
+    above say why)."""
+    if prog.program is not None:
+        hits = [p for p in spec.programs if p.name == prog.program]
+    elif prog.section is not None:
+        hits = [p for p in spec.programs if p.section == prog.section]
+    else:
+        hits = list(spec.programs)
+    if len(hits) != 1:
+        return None
+    return hits[0].as_type(prog.prog_type) if prog.prog_type else hits[0]
+
+
+def _attach_problem(spec: ObjectSpec, prog: ProgramConfig, shown: str) -> str | None:
+    """Why the entry's program cannot be attached to an interface or linked (the rules of
+    ``load``: ``ProgramSpec.interface_problem``, ``extern_problem``), or None."""
+    try:
+        p = config_program(spec, prog)
+    except ObjectFileError as e:
+        return f"{shown}: {e.message}"
+    if p is None:
+        return None
+    if p.interface_problem is None:
+        problem = extern_problem(spec, p)
+        return f"{shown}: program {p.name}: {problem}" if problem else None
+    msg = f"{shown}: program {p.name} (section {p.section}) {p.interface_problem}"
+    if p.prog_type == 0:
+        msg += ' (add "prog_type: xdp" to load it as an XDP program)'
+    return msg
 
 
 def _raw_at(raw: Any, loc: Loc, default: str) -> Any:

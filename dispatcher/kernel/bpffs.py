@@ -121,8 +121,35 @@ def ensure_bpffs(path: str = DEFAULT_BPFFS, *, mount: bool = True,
     if not is_bpffs(path):
         raise PrivilegeError(f"mounted a BPF filesystem at {path} but it is not visible there")
     if notice is not None:
-        notice(f"mounted bpffs at {path}")
+        msg = f"mounted bpffs at {path}"
+        if private_mount_namespace():
+            msg += (": this command runs in a mount namespace of its own (as under `ip netns "
+                    "exec`), so this bpffs and every pin made in it vanish when it exits")
+        notice(msg)
     return path
+
+
+def private_mount_namespace() -> bool:
+    """Whether this process runs in a mount namespace other than the one it was started
+    from (``ip netns exec``, ``unshare -m``): a bpffs mounted here dies with the namespace.
+    Compares with each ancestor process whose namespace can be read, up to init; False
+    when none can be read."""
+    try:
+        mine = os.stat("/proc/self/ns/mnt").st_ino
+    except OSError:
+        return False
+    pid = os.getppid()
+    for _ in range(64):
+        if pid <= 0:
+            break
+        try:
+            if os.stat(f"/proc/{pid}/ns/mnt").st_ino != mine:
+                return True
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])   # field 4: ppid
+        except (OSError, ValueError, IndexError):
+            break
+    return False
 
 
 class DirLock:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from dispatcher import uapi
 from dispatcher.errors import KernelError, ObjectFileError, VerifierError
 from dispatcher.kernel import bpf
 from dispatcher.kernel.bpffs import remove_created
@@ -25,8 +26,19 @@ from dispatcher.uapi import BPF_PROG_TYPE_EXT
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
 
 # Map types whose key/value BTF ids the kernel refuses (libbpf forces them to 0).
-_NO_BTF_TYPES = {4, 8, 7, 12, 13, 14, 15, 16, 17, 18, 22, 23, 25, 33}
-_PERF_EVENT_ARRAY = 4
+_NO_BTF_TYPES = {uapi.BPF_MAP_TYPE_PERF_EVENT_ARRAY, uapi.BPF_MAP_TYPE_CGROUP_ARRAY,
+                 uapi.BPF_MAP_TYPE_STACK_TRACE, uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS,
+                 uapi.BPF_MAP_TYPE_HASH_OF_MAPS, uapi.BPF_MAP_TYPE_DEVMAP,
+                 uapi.BPF_MAP_TYPE_SOCKMAP, uapi.BPF_MAP_TYPE_CPUMAP, uapi.BPF_MAP_TYPE_XSKMAP,
+                 uapi.BPF_MAP_TYPE_SOCKHASH, uapi.BPF_MAP_TYPE_QUEUE, uapi.BPF_MAP_TYPE_STACK,
+                 uapi.BPF_MAP_TYPE_DEVMAP_HASH, uapi.BPF_MAP_TYPE_ARENA}
+_PERF_EVENT_ARRAY = uapi.BPF_MAP_TYPE_PERF_EVENT_ARRAY
+# Flags the kernel adds by itself when it creates a map of a type: map_info reports them
+# although the object never asked for them. Devmaps (and devmap_hash) get
+# BPF_F_RDONLY_PROG (their lookup returns a pointer to the ifindex). libbpf's
+# map_is_reuse_compat ignores that bit for these types; so do we.
+_KERNEL_ADDED_FLAGS = {uapi.BPF_MAP_TYPE_DEVMAP: uapi.BPF_F_RDONLY_PROG,
+                       uapi.BPF_MAP_TYPE_DEVMAP_HASH: uapi.BPF_F_RDONLY_PROG}
 
 
 @dataclass
@@ -155,15 +167,20 @@ def _create_map(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None) -> OwnedFd
 
 
 def compatibility_diffs(m: MapSpec, info: bpf.MapInfo) -> list[str]:
-    """Differences between a map spec and an existing (pinned) map; empty = reusable."""
+    """Differences between a map spec and an existing (pinned) map; empty = reusable.
+
+    Compares what libbpf's ``map_is_reuse_compat`` compares (type, key and value size,
+    max_entries, map_flags, map_extra); flags the kernel adds to every map of the type
+    (``_KERNEL_ADDED_FLAGS``) are left out of the flags comparison."""
     diffs = []
     max_entries = m.max_entries
     if m.map_type == _PERF_EVENT_ARRAY and max_entries == 0:
         max_entries = bpf.possible_cpus()
+    added = _KERNEL_ADDED_FLAGS.get(m.map_type, 0)
     for label, want, have in (("type", m.map_type, info.type), ("key_size", m.key_size, info.key_size),
                               ("value_size", m.value_size, info.value_size),
                               ("max_entries", max_entries, info.max_entries),
-                              ("map_flags", m.flags, info.map_flags),
+                              ("map_flags", m.flags & ~added, info.map_flags & ~added),
                               ("map_extra", m.map_extra, info.map_extra)):
         if want != have:
             if label == "map_flags":
