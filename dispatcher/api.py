@@ -191,7 +191,8 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
 
 def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A002
            netns: str | None = None, mode: str | None = None,
-           names: Sequence[str] = ()) -> ChangeResult | None:
+           names: Sequence[str] = (),
+           notice: Callable[[str], None] | None = None) -> ChangeResult | None:
     """Remove programs by id (or everything) from ``iface``'s chain, in one swap.
     ``names``: components of a linked chain, by name (they have no program id)."""
     from dispatcher.chain import router
@@ -201,7 +202,7 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
     if not all and not ids and not names:
         raise UsageError("say what to unload: --all, -i ID or -n NAME")
     require_root("unloading programs")
-    root = _root(None)
+    root = _root(notice)
     xs = netlink.read_xdp_by_name(iface, netns=netns)
     ifindex = xs.ifindex
     cur_mode = "native" if xs.drv_prog_id else "skb" if xs.skb_prog_id else None
@@ -218,12 +219,12 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
     if names:
         return router.change(request(iface, mode=mode or cur_mode, remove_ids=ids_set,
                                      remove_all=all, netns=netns, root=root,
-                                     remove_names=set(names)))
+                                     remove_names=set(names)), notice=notice)
     if ids_set and xs.prog_id in ids_set and not all:
         # a plain (legacy) program, removed by its own id
         all = True
     return router.change(request(iface, mode=mode or cur_mode, remove_ids=ids_set,
-                                 remove_all=all, netns=netns, root=root))
+                                 remove_all=all, netns=netns, root=root), notice=notice)
 
 
 def unload_all(iface: str, *, netns: str | None = None) -> list[int]:

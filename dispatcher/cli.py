@@ -223,7 +223,7 @@ def _cmd_unload(args: argparse.Namespace) -> int:
     if not args.all and not args.ids and not args.names:
         raise UsageError("say what to unload: --all, -i ID or -n NAME")
     res = api.unload(args.iface, ids=args.ids, all=args.all, netns=args.netns,
-                     names=args.names)
+                     names=args.names, notice=_notice)
     if res is None or res.kind == "none":
         print(f"{args.iface}: no XDP program left")
     elif res.kind == "linked":

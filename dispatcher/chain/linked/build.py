@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -77,9 +78,22 @@ def _old_slot(old: ChainDescription | None, c: combine.LinkComponent) -> SlotDes
     return s
 
 
+def _pinned_map_id(path: str) -> int | None:
+    """The id of the map pinned at ``path`` (None: no such pin, or not a map)."""
+    try:
+        with bpf.obj_get(path) as fd:
+            return bpf.map_info(fd.fd).id
+    except (KernelError, OSError):
+        return None
+
+
 def _open_component(c: combine.LinkComponent, pin_root: str, old: ChainDescription | None,
-                    carried: list[str]) -> loader.LoadedObject:
-    """Create (or reuse) the maps one component references."""
+                    carried: list[str], lost_pins: list[str]) -> loader.LoadedObject:
+    """Create (or reuse) the maps one component references. A kept component keeps the
+    maps it runs with (by id), pinned ones included: when its pin is missing from the
+    bpffs we see (another mount namespace's, as under ``ip netns exec``, or removed by
+    someone), the chain goes on with the same map and ``lost_pins`` says so; the pin
+    is not recreated (that would fork the map's state into an empty copy)."""
     spec = c.obj
     names = referenced_maps(spec, c.prog)
     prev = _old_slot(old, c)
@@ -91,6 +105,19 @@ def _open_component(c: combine.LinkComponent, pin_root: str, old: ChainDescripti
             if m.name not in names:
                 continue
             mid = prev_ids.get(m.name)
+            if mid is not None and m.pinning and not m.freeze:
+                path = os.path.join(c.pin_dir or pin_root, m.name)
+                pinned = _pinned_map_id(path)
+                if pinned != mid:
+                    fd = _reopen(mid, m)
+                    if fd is not None:
+                        lo.maps[m.name] = fd
+                        carried.append(m.name)
+                        lost_pins.append(
+                            f"{c.label}: map {m.name} (id {mid}) is not pinned at {path} "
+                            + ("(no such pin)" if pinned is None else f"(map {pinned} is)")
+                            + "; the chain keeps using map " + str(mid))
+                        continue
             if mid is not None and not m.pinning and not m.freeze:
                 fd = _reopen(mid, m)
                 if fd is not None:
@@ -163,7 +190,8 @@ def _blame(comb: combine.CombinedProgram, log: str) -> str:
 
 def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
           old: ChainDescription | None = None,
-          verifier_log: list[str] | None = None) -> BuiltChain:
+          verifier_log: list[str] | None = None,
+          notice: Callable[[str], None] | None = None) -> BuiltChain:
     """Check, create maps, link and load a chain of ``comps`` (given in slot order)."""
     mode, checks = combine.check_components(comps)       # before touching the kernel
     if any(ck.uses_tail_calls for ck in checks):
@@ -180,12 +208,13 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
                                 "hands to the kernel; this needs Linux >= 5.17")
     new_pins: list[str] = []
     carried: dict[str, list[str]] = {}
+    lost: list[str] = []
     with ExitStack() as stack:
         los = []
         try:
             for c in comps:
                 keep: list[str] = []
-                lo = _open_component(c, pin_root, old, keep)
+                lo = _open_component(c, pin_root, old, keep, lost)
                 stack.callback(lo.close)
                 new_pins.extend(lo.created())
                 los.append(lo)
@@ -201,6 +230,9 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
         except BaseException:
             remove_created(new_pins)
             raise
+    if notice:
+        for line in lost:
+            notice(line)
     return BuiltChain(prog, comb, doc, tuple(comps), new_pins, carried)
 
 
