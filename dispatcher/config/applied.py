@@ -25,12 +25,13 @@ reused while the program exists, and a chain changes only by attaching a new pro
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from dispatcher import __version__
+from dispatcher import __version__, safeio
 from dispatcher.chain import protocol
 from dispatcher.config import ownership
 from dispatcher.errors import XdpDispatchError
@@ -49,8 +50,13 @@ def _record_path(config: str) -> str:
 
 
 def file_sha(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    """sha256 of a regular file's bytes (OSError for anything else: a device or FIFO is
+    not read, a file larger than an object may be is not read either)."""
+    try:
+        data, _st = safeio.read_regular(path, safeio.MAX_OBJECT_BYTES)
+    except safeio.NotRegularError as e:
+        raise OSError(errno.EINVAL, f"{path}: {e.reason}") from None
+    return hashlib.sha256(data).hexdigest()
 
 
 _STAMP: list[str] = []
@@ -117,10 +123,8 @@ def system(targets: list[tuple[str | None, str]],
             if x and main:
                 pdir = protocol.pin_dir(root, x.ifindex, main)
                 out["pins"][pdir] = _pins(pdir)
-    try:
-        out["owned"] = file_sha(ownership.records_path())
-    except FileNotFoundError:
-        out["owned"] = ""
+    owned = ownership.read_state(ownership.records_path())
+    out["owned"] = "" if owned is None else hashlib.sha256(owned).hexdigest()
     return out
 
 
@@ -137,12 +141,8 @@ def remember(config: str, ins: dict[str, Any], sys_before: dict[str, Any],
             return False
         rec = {"version": RECORD_VERSION, "inputs": ins, "system": sys_after,
                "plans": [plan_record(p) for p in plans]}
-        path = _record_path(config)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(rec, f, separators=(",", ":"))
-        os.replace(tmp, path)
+        ownership.write_state(_record_path(config),
+                              json.dumps(rec, separators=(",", ":")).encode())
         return True
     except (OSError, XdpDispatchError):
         return False
@@ -156,11 +156,16 @@ def forget(config: str) -> None:
 
 
 def reuse(config: str, *, exclusive: bool = False) -> list[InterfacePlan] | None:
-    """The recorded plans for ``config`` if nothing they depend on changed since, else None."""
+    """The recorded plans for ``config`` if nothing they depend on changed since, else None.
+    A damaged record (any shape, any depth) is None: the full plan. A state directory
+    others could write to is refused (UnsafePathError): its records could be forged."""
+    ownership.check_state_dir()
     try:
-        with open(_record_path(config)) as f:
-            rec = json.load(f)
-        if rec.get("version") != RECORD_VERSION:
+        data = ownership.read_state(_record_path(config))
+        if data is None:
+            return None
+        rec = json.loads(data)
+        if not isinstance(rec, dict) or rec.get("version") != RECORD_VERSION:
             return None
         old = rec["inputs"]
         if old["config"] != os.path.abspath(config) or old["exclusive"] != exclusive or \
@@ -173,7 +178,8 @@ def reuse(config: str, *, exclusive: bool = False) -> list[InterfacePlan] | None
         now = inputs(config, old["config_sha256"], list(old["objects"]),
                      list(old["pin_maps"]), exclusive)
         return plans if now == old else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, XdpDispatchError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            RecursionError, XdpDispatchError):
         return None
 
 

@@ -125,6 +125,27 @@ class ProgramSpec:
         return f"type{self.prog_type}"
 
 
+#: Longest file name (NAME_MAX): a pin name is one path component.
+PIN_NAME_MAX = 255
+
+
+def pin_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the file name of a pin (a map pinned by name lands at
+    ``<pin_maps>/<name>``), or None. A pin name must be one path component made of the
+    characters the kernel allows in object names (letters, digits, '_'), without '.',
+    which bpffs refuses in names; so no '/', no '..', nothing that leaves the directory."""
+    if not name:
+        return "an empty name cannot be pinned"
+    if len(name) > PIN_NAME_MAX:
+        return f"a pin name has at most {PIN_NAME_MAX} characters"
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c == "_"))})
+    if bad:
+        shown = "".join(bad)
+        return f"a pin name may only contain letters, digits and '_' (bpffs refuses '.', " \
+               f"and '/' would leave the pin directory); found {shown!r}"
+    return None
+
+
 @record
 class MapSpec:
     """A map the object declares: BTF-defined (``.maps``), legacy (``maps``) or global data."""
