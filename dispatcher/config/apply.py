@@ -30,6 +30,7 @@ from dispatcher.obj.elf import parse_cached, read_bytes, read_object
 from dispatcher.obj.spec import BPF_F_XDP_HAS_FRAGS, ObjectSpec, names_to_actions
 from dispatcher.obj.variables import with_overrides
 from dispatcher.record import replace
+from dispatcher.safeio import UnsafePathError
 
 
 @dataclass
@@ -63,7 +64,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
         if icfg.netns not in links:
             links[icfg.netns] = netlink.list_links(netns=icfg.netns)
         present = [x.ifname for x in links[icfg.netns]]
-        names = expand_names(icfg.name, present)
+        names = expand_names(icfg.names(), present, icfg.exact_names())
         problems += _missing_interfaces(cfg, k, present)
         desired = []
         for j, p in enumerate(icfg.programs):
@@ -72,6 +73,12 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
             if p.pin_maps and not bpffs.lands_on_bpffs(p.pin_maps):
                 problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
                                          f"{p.pin_maps} is not on a BPF filesystem (bpffs)"))
+            elif p.pin_maps and os.path.lexists(p.pin_maps):
+                try:
+                    bpffs.check_trusted_dir(p.pin_maps, what="pin_maps directory")
+                except UnsafePathError as e:
+                    problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
+                                             e.message))
             obj = objects.get(p.object) or objects.setdefault(p.object, read_object(p.object))
             prog = obj.program(name=p.program, section=p.section) if (p.program or p.section) \
                 else next(x for x in obj.programs if x.prog_type == 6)
@@ -100,14 +107,14 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
 def _missing_interfaces(cfg: ChainConfig, k: int, present: list[str]) -> list[str]:
     """``FILE:LINE:COL`` lines for names of ``cfg.interfaces[k]`` that match no interface."""
     icfg = cfg.interfaces[k]
-    items = [icfg.name] if isinstance(icfg.name, str) else list(icfg.name)
+    items = icfg.names()
     where = f" in netns {icfg.netns}" if icfg.netns else ""
     out = []
     for n, item in enumerate(items):
         loc: tuple[str | int, ...] = ("interfaces", k, "name")
-        if not isinstance(icfg.name, str):
+        if isinstance(icfg.name, list):
             loc += (n,)
-        if any(c in item for c in "*?["):
+        if icfg.is_glob(item):
             if not expand_names(item, present):
                 out.append(error_at(cfg, loc, f"pattern {json.dumps(item)} matches no "
                                               f"interface{where}"))
