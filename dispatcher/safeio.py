@@ -21,6 +21,7 @@ Base layer: no import of any other dispatcher module but ``errors``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
@@ -78,7 +79,7 @@ def read_regular(path: str, limit: int, *, nofollow: bool = False,
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(21, "Is a directory", path)
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
         if not stat.S_ISREG(st.st_mode):
             raise NotRegularError(f"is {_kind(st.st_mode)}, not a regular file")
         if st.st_size > limit:
@@ -99,6 +100,18 @@ def read_regular(path: str, limit: int, *, nofollow: bool = False,
         return data, st
     finally:
         os.close(fd)
+
+
+def file_sha256(path: str, limit: int = MAX_OBJECT_BYTES) -> str:
+    """Hex sha256 of a regular file's bytes. OSError (EINVAL, naming the reason) for a
+    device, FIFO or a file over ``limit``: never reads those."""
+    import hashlib
+
+    try:
+        data, _st = read_regular(path, limit)
+    except NotRegularError as e:
+        raise OSError(errno.EINVAL, f"{path}: {e.reason}") from None
+    return hashlib.sha256(data).hexdigest()
 
 
 # -- strict mode: input files others can write -------------------------------------------
@@ -269,7 +282,7 @@ def read_state_file(path: str, *, limit: int = MAX_STATE_BYTES) -> bytes:
     except NotRegularError as e:
         raise UnsafePathError(f"refusing {path}: it {e.reason}; remove it (rm {path})") from None
     except OSError as e:
-        if e.errno == 40:  # ELOOP: a symbolic link
+        if e.errno == errno.ELOOP:       # O_NOFOLLOW met a symbolic link
             raise UnsafePathError(f"refusing {path}: is a symbolic link; remove it (rm {path})") \
                 from None
         raise
@@ -300,7 +313,7 @@ def write_atomic(path: str, data: bytes, *, mode: int = 0o600) -> None:
             tmp = name
             break
         if tmp is None:
-            raise FileExistsError(17, "no free temporary name", os.path.join(d, base))
+            raise FileExistsError(errno.EEXIST, "no free temporary name", os.path.join(d, base))
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -25,7 +25,6 @@ reused while the program exists, and a chain changes only by attaching a new pro
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -49,14 +48,8 @@ def _record_path(config: str) -> str:
     return os.path.join(ownership.state_dir(), "applied", f"{key}.json")
 
 
-def file_sha(path: str) -> str:
-    """sha256 of a regular file's bytes (OSError for anything else: a device or FIFO is
-    not read, a file larger than an object may be is not read either)."""
-    try:
-        data, _st = safeio.read_regular(path, safeio.MAX_OBJECT_BYTES)
-    except safeio.NotRegularError as e:
-        raise OSError(errno.EINVAL, f"{path}: {e.reason}") from None
-    return hashlib.sha256(data).hexdigest()
+#: sha256 of a regular file (OSError for a device, a FIFO or a file over the object cap).
+file_sha = safeio.file_sha256
 
 
 _STAMP: list[str] = []
@@ -149,9 +142,11 @@ def remember(config: str, ins: dict[str, Any], sys_before: dict[str, Any],
 
 
 def forget(config: str) -> None:
+    """Drop the record of ``config`` (best effort; an untrusted state directory is
+    reported by whatever reads or writes it next)."""
     try:
-        os.unlink(_record_path(config))
-    except OSError:
+        ownership.remove_state(_record_path(config))
+    except (OSError, XdpDispatchError):
         pass
 
 

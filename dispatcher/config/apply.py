@@ -30,7 +30,7 @@ from dispatcher.obj.elf import parse_cached, read_bytes, read_object
 from dispatcher.obj.spec import BPF_F_XDP_HAS_FRAGS, ObjectSpec, names_to_actions
 from dispatcher.obj.variables import with_overrides
 from dispatcher.record import replace
-from dispatcher.safeio import UnsafePathError
+from dispatcher.safeio import UnsafePathError, file_sha256
 
 
 @dataclass
@@ -40,11 +40,6 @@ class _Target:
     mode: str
     desired: list[DesiredProgram]
     dispatch: str = "auto"
-
-
-def _sha(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 Links = dict[str | None, list[netlink.XdpState]]    # netns -> its RTM_GETLINK dump
@@ -87,7 +82,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                 else prog.run_config.chain_call_actions
             frags = p.frags if p.frags is not None and p.frags != prog.frags else None
             if p.object not in shas:
-                shas[p.object] = _sha(p.object)
+                shas[p.object] = file_sha256(p.object)
             desired.append(DesiredProgram(p.name, p.object, shas[p.object], prog.name, prio, acts,
                                           settings_json(p.globals, p.pin_maps, frags)))
         for n in names:

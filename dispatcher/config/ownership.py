@@ -15,7 +15,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import safeio
-from dispatcher.errors import KernelError
 from dispatcher.kernel import bpf
 from dispatcher.kernel.bpffs import DirLock
 
@@ -69,6 +68,22 @@ def write_state(path: str, data: bytes) -> None:
     if os.path.abspath(d) != os.path.abspath(state_dir()):
         safeio.make_trusted_dir(d, what="state directory")
     safeio.write_atomic(path, data)
+
+
+def remove_state(path: str) -> bool:
+    """Remove the state file ``path`` (unlinked relative to its trusted directory, the
+    directory then fsynced). False if it was not there."""
+    d = os.path.dirname(path)
+    if not check_state_dir() or not os.path.lexists(d):
+        return False
+    safeio.check_trusted_dir(d, what="state directory")
+    fd = safeio.open_dir(d)
+    try:
+        gone = safeio.unlink_in(fd, os.path.basename(path))
+        os.fsync(fd)
+        return gone
+    finally:
+        os.close(fd)
 
 
 if TYPE_CHECKING:
@@ -144,14 +159,6 @@ def managed_labels() -> dict[int, str]:
     return {int(d["prog_id"]): str(d.get("config") or "xdp-dispatch") for d in _entries()}
 
 
-def _alive(prog_id: int) -> bool:
-    try:
-        with bpf.prog_get_fd_by_id(prog_id):
-            return True
-    except KernelError:
-        return False
-
-
 def update(add: list[Owner], drop: set[int]) -> None:
     """Add records and drop others (and every record whose program is gone), atomically."""
     with DirLock(ensure_state_dir()):
@@ -160,7 +167,7 @@ def update(add: list[Owner], drop: set[int]) -> None:
             cur.pop(pid, None)
         for o in add:
             cur[o.prog_id] = o
-        cur = {pid: o for pid, o in cur.items() if _alive(pid)}
+        cur = {pid: o for pid, o in cur.items() if bpf.prog_alive(pid)}
         write_state(records_path(), json.dumps(
             {"version": RECORDS_VERSION, "programs": [o.to_json() for o in cur.values()]},
             indent=1).encode())

@@ -321,3 +321,21 @@ def test_yaml_safe_dump_of_exact_names_round_trips(tmp_path: Path) -> None:
                                                          "programs": []}]})
     cfg = parse_config(text, "c.yaml", str(tmp_path))
     assert cfg.interfaces[0].exact_names() == {"a*"}
+
+
+def test_remove_state(state: Path, tmp_path: Path) -> None:
+    assert ownership.remove_state(str(state / "owned.json")) is False      # no state dir
+    state.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (state / "j.json").symlink_to(victim)
+    assert ownership.remove_state(str(state / "j.json")) is True           # the link goes
+    assert victim.read_text() == "keep"
+    assert ownership.remove_state(str(state / "applied" / "x.json")) is False
+    ownership.write_state(str(state / "applied" / "x.json"), b"{}")
+    assert stat.S_IMODE(os.stat(state / "applied").st_mode) == 0o700
+    assert ownership.read_state(str(state / "applied" / "x.json")) == b"{}"
+    assert ownership.remove_state(str(state / "applied" / "x.json")) is True
+    os.chmod(state, 0o777)
+    with pytest.raises(safeio.UnsafePathError):
+        ownership.remove_state(str(state / "owned.json"))
