@@ -32,7 +32,7 @@ from pydantic_core import PydanticCustomError
 from dispatcher import safeio
 from dispatcher.errors import ConfigError, ObjectFileError
 from dispatcher.obj.elf import read_object as _default_read_object
-from dispatcher.obj.spec import ObjectSpec
+from dispatcher.obj.spec import ObjectSpec, bad_pin_names
 from dispatcher.obj.variables import OverrideError, check_override
 
 XDP_ACTIONS = ("XDP_ABORTED", "XDP_DROP", "XDP_PASS", "XDP_TX", "XDP_REDIRECT")
@@ -667,6 +667,8 @@ def check_config(cfg: ChainConfig, *, read_object: ReadObject = _default_read_ob
             elif len(spec.programs) != 1:
                 add(ploc, f"{_show(shown)} holds {len(spec.programs)} programs ({have}); "
                           'name one with "program"')
+            for why in bad_pin_names(spec.maps, pin_all=prog.pin_maps is not None):
+                add(ploc + ("object",), f"cannot use {_show(shown)}: {why}")
             for var, value in (prog.globals or {}).items():
                 try:
                     check_override(spec, var, value)

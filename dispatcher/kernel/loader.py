@@ -19,7 +19,7 @@ from dispatcher.kernel.bpffs import check_pin_entry, check_trusted_dir, remove_c
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
 from dispatcher.obj.link import LinkedProgram, link_program, referenced_maps
-from dispatcher.obj.spec import PROG_TYPE_EXT, MapSpec, ObjectSpec, ProgramSpec, pin_name_problem
+from dispatcher.obj.spec import PROG_TYPE_EXT, MapSpec, ObjectSpec, ProgramSpec, bad_pin_names
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
 
@@ -114,12 +114,8 @@ def open_object(spec: ObjectSpec, *, pin_root: str = DEFAULT_PIN_ROOT,
 def check_pin_names(spec: ObjectSpec, maps: list[MapSpec]) -> None:
     """Refuse, before anything is created, a map pinned by name whose name is not one
     safe path component (a crafted symbol such as ``../../x`` must not pin elsewhere)."""
-    for m in maps:
-        if m.pinning:
-            problem = pin_name_problem(m.name)
-            if problem:
-                raise ObjectFileError(f"{spec.path}: map {m.name!r} is pinned by name but its "
-                                      f"name cannot be a pin: {problem}")
+    for problem in bad_pin_names(maps):
+        raise ObjectFileError(f"{spec.path}: {problem}")
 
 
 def load_btf(spec: ObjectSpec) -> OwnedFd | None:

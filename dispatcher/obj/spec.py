@@ -146,6 +146,21 @@ def pin_name_problem(name: str) -> str | None:
     return None
 
 
+def bad_pin_names(maps: tuple[MapSpec, ...] | list[MapSpec], *, pin_all: bool = False
+                  ) -> list[str]:
+    """``map 'NAME' is pinned by name but its name cannot be a pin: WHY`` for each map of
+    ``maps`` pinned by name (every map but global data with ``pin_all``, as ``pin_maps``
+    does) whose name is not a safe pin name."""
+    out = []
+    for m in maps:
+        if m.pinning or (pin_all and m.kind != "data"):
+            problem = pin_name_problem(m.name)
+            if problem:
+                out.append(f"map {m.name!r} is pinned by name but its name cannot be a pin: "
+                           f"{problem}")
+    return out
+
+
 @record
 class MapSpec:
     """A map the object declares: BTF-defined (``.maps``), legacy (``maps``) or global data."""

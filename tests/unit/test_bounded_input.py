@@ -339,3 +339,30 @@ def test_remove_state(state: Path, tmp_path: Path) -> None:
     os.chmod(state, 0o777)
     with pytest.raises(safeio.UnsafePathError):
         ownership.remove_state(str(state / "owned.json"))
+
+
+@pytest.mark.parametrize("pin_maps, name, refused", [
+    (None, "../x", True), (None, "ok_name", False), ("/sys/fs/bpf/p", "a/b", True),
+    ("/sys/fs/bpf/p", "a.b", True), ("/sys/fs/bpf/p", "fine", False)])
+def test_check_names_maps_that_cannot_be_pins(tmp_path: Path, pin_maps: str | None, name: str,
+                                              refused: bool) -> None:
+    """`check`/`plan` refuse (at the object's file:line:col) an object whose map would be
+    pinned under a name that leaves the pin directory; pin_maps pins every map."""
+    from dispatcher.config.model import check_config
+    from dispatcher.obj.elf import read_object
+    from dispatcher.record import replace
+
+    spec = read_object(example("xdp_counter"))
+    m = next(m for m in spec.maps if m.kind != "data")
+    evil = replace(spec, maps=tuple(replace(x, name=name, pinning=0 if pin_maps else 1)
+                                    if x is m else x for x in spec.maps))
+    extra = f"\n        pin_maps: {pin_maps}" if pin_maps else ""
+    cfg = parse_config(f"version: 1\ninterfaces:\n  - name: eth0\n    programs:\n"
+                       f"      - name: p\n        object: x.o{extra}\n", "c.yaml", str(tmp_path))
+    problems = check_config(cfg, read_object=lambda _p: evil)
+    if refused:
+        assert problems == [f'c.yaml:6:17: interfaces[0].programs[0].object: cannot use "x.o": '
+                            f"map {name!r} is pinned by name but its name cannot be a pin: "
+                            + (pin_name_problem(name) or "")], problems
+    else:
+        assert problems == []
