@@ -522,6 +522,8 @@ def parse_config(text: str, source: str, base_dir: str) -> ChainConfig:
     if len(text) > safeio.MAX_CONFIG_BYTES:
         raise ConfigError(f"{source}: larger than the {safeio.MAX_CONFIG_BYTES >> 20} MiB "
                           "limit of a config")
+    if "&" in text:      # an anchor, or just text with '&': only then read the events
+        _scan_events(text, source, _FAST_LOADER)
     try:
         try:
             # libyaml when PyYAML has it: same nodes and marks, several times faster

@@ -50,6 +50,7 @@ def _write(tmp_path: Path, text: str, name: str = "c.yaml") -> str:
     ("version: 1\ninterfaces: &x [*x]\n", ":2:13:", "YAML anchor &x"),
     ("version: 1\ninterfaces: [{name: eth0, programs: []}]\nx: &y 1\nz: *y\n", ":3:4:",
      "anchor &y"),
+    ("version: 1\ninterfaces: [{name: &n eth0, programs: []}]\n", ":2:21:", "anchor &n"),
     ("version: 1\ninterfaces: " + "[" * 5000 + "]" * 5000 + "\n", ":2:", "nested deeper"),
     ("version: 1\ninterfaces:\n" + "".join("  " * i + "- \n" for i in range(200)), ":",
      "nested deeper"),
