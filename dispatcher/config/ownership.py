@@ -54,6 +54,11 @@ def read_state(path: str) -> bytes | None:
     missing), read by ``safeio.read_state_file`` after checking the state directory."""
     if not check_state_dir():
         return None
+    d = os.path.dirname(path)
+    if os.path.abspath(d) != os.path.abspath(state_dir()):
+        if not os.path.lexists(d):
+            return None
+        safeio.check_trusted_dir(d, what="state directory")
     try:
         return safeio.read_state_file(path)
     except FileNotFoundError:

@@ -337,6 +337,9 @@ def test_remove_state(state: Path, tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(state / "applied").st_mode) == 0o700
     assert ownership.read_state(str(state / "applied" / "x.json")) == b"{}"
     assert ownership.remove_state(str(state / "applied" / "x.json")) is True
+    os.chmod(state / "applied", 0o777)
+    with pytest.raises(safeio.UnsafePathError, match="refusing state directory .*applied"):
+        ownership.read_state(str(state / "applied" / "x.json"))
     os.chmod(state, 0o777)
     with pytest.raises(safeio.UnsafePathError):
         ownership.remove_state(str(state / "owned.json"))
