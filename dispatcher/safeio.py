@@ -149,9 +149,9 @@ def strict_mode(on: bool = True) -> Iterator[None]:
 
 
 def writable_by_others(path: str, st: os.stat_result) -> str | None:
-    """Why a file with fstat ``st`` at ``path`` could be changed by someone else, or None:
-    writable by group or others, or in a directory writable by others without the sticky
-    bit (the cases the issue and sshd's StrictModes name). Only meaningful (and only checked) when running as root."""
+    """Why a file with fstat ``st`` at ``path`` could be changed by anyone, or None: it is
+    writable by others, or its directory is, without the sticky bit (the cases issue 11
+    names, as sshd's StrictModes does). ``check_input`` asks only when running as root."""
     if st.st_mode & stat.S_IWOTH:
         return f"it is writable by others (mode {stat.S_IMODE(st.st_mode):04o}); chmod o-w {path}"
     parent = os.path.dirname(os.path.abspath(path))
@@ -192,20 +192,22 @@ def _owner_text(uid: int) -> str:
     return f"owned by uid {uid}, not root"
 
 
-def _dir_problem(path: str, st: os.stat_result, *, allow_sticky: bool) -> str | None:
-    """What makes directory ``path`` (lstat ``st``) untrustworthy, with the fix, or None."""
+def _dir_problem(path: str, st: os.stat_result, *, allow_sticky: bool
+                 ) -> tuple[str, str] | None:
+    """What makes directory ``path`` (lstat ``st``) untrustworthy and how to fix it, or
+    None."""
     if stat.S_ISLNK(st.st_mode):
-        return f"is a symbolic link; remove it (rm {path})"
+        return "is a symbolic link", f"remove it (rm {path})"
     if not stat.S_ISDIR(st.st_mode):
-        return f"is {_kind(st.st_mode)}, not a directory; remove it (rm {path})"
+        return f"is {_kind(st.st_mode)}, not a directory", f"remove it (rm {path})"
     if st.st_uid not in _trusted_uids():
-        return f"{_owner_text(st.st_uid)}; remove it (rm -r {path}) or chown root {path} " \
-               f"and chmod go-w {path}"
+        return _owner_text(st.st_uid), f"remove it (rm -r {path}) or chown root {path} " \
+                                       f"and chmod go-w {path}"
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         if allow_sticky and st.st_mode & stat.S_ISVTX:
             return None
-        return f"writable by group/others (mode {stat.S_IMODE(st.st_mode):04o}); " \
-               f"chmod go-w {path}"
+        return f"writable by group/others (mode {stat.S_IMODE(st.st_mode):04o})", \
+            f"chmod go-w {path}"
     return None
 
 
@@ -225,16 +227,18 @@ def check_trusted_dir(path: str, *, what: str = "") -> os.stat_result:
     bit by default) is trusted like a parent. Returns ``path``'s lstat."""
     path = os.path.abspath(path)
     st = os.lstat(path)
-    problem = _dir_problem(path, st, allow_sticky=_is_mount_root(path, st))
-    if problem is None:
+    found = _dir_problem(path, st, allow_sticky=_is_mount_root(path, st))
+    problem = None if found is None else f"{found[0]}; {found[1]}"
+    if found is None:
         # the parents, resolved (a root-owned /var/run -> /run link is fine)
         parent = os.path.realpath(os.path.dirname(path))
         while True:
-            pst = os.stat(parent)
-            bad = _dir_problem(parent, pst, allow_sticky=True)
+            bad = _dir_problem(parent, os.stat(parent), allow_sticky=True)
             if bad is not None:
-                problem = f"its parent {parent} " + (bad if bad.startswith("is ") else
-                                                     "is " + bad)
+                what_is = bad[0] if bad[0].startswith("is ") else "is " + bad[0]
+                fix = bad[1].removeprefix(f"remove it (rm -r {parent}) or ")   # not a parent
+                problem = f"its parent {parent} {what_is}, so others could replace it; " \
+                          f"use a directory whose parents only root can change, or {fix}"
                 break
             if parent == "/":
                 break
@@ -248,10 +252,10 @@ def check_trusted_dir(path: str, *, what: str = "") -> os.stat_result:
 def check_trusted_fd(fd: int, path: str, *, what: str = "") -> os.stat_result:
     """``check_trusted_dir``'s rules for the directory open at ``fd`` (itself only)."""
     st = os.fstat(fd)
-    problem = _dir_problem(path, st, allow_sticky=_is_mount_root(path, st))
-    if problem is not None:
+    found = _dir_problem(path, st, allow_sticky=_is_mount_root(path, st))
+    if found is not None:
         label = f"{what} {path}" if what else path
-        raise UnsafePathError(f"refusing {label}: {problem}")
+        raise UnsafePathError(f"refusing {label}: {found[0]}; {found[1]}")
     return st
 
 

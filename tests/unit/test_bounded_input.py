@@ -370,3 +370,20 @@ def test_check_names_maps_that_cannot_be_pins(tmp_path: Path, pin_maps: str | No
                             + (pin_name_problem(name) or "")], problems
     else:
         assert problems == []
+
+
+def test_a_parent_others_can_write_is_refused_without_advice_to_delete_it(
+        tmp_path: Path) -> None:
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    os.chmod(parent, 0o777)                       # no sticky bit: anyone may rename in it
+    d = parent / "state"
+    d.mkdir(mode=0o700)
+    with pytest.raises(safeio.UnsafePathError) as ei:
+        safeio.check_trusted_dir(str(d), what="state directory")
+    assert ei.value.message == (
+        f"refusing state directory {d}: its parent {parent} is writable by group/others "
+        f"(mode 0777), so others could replace it; use a directory whose parents only root "
+        f"can change, or chmod go-w {parent}")
+    os.chmod(parent, 0o1777)                      # sticky, as /tmp: fine
+    safeio.check_trusted_dir(str(d))
