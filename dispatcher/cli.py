@@ -16,10 +16,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
-from dispatcher import __version__
 from dispatcher.errors import UsageError, XdpDispatchError
+from dispatcher.version import __version__
 
 PROG = "xdp-dispatch"
+_STRICT_HELP = ("refuse config and object files that others can write (world-writable, or "
+                "in a world-writable directory without the sticky bit) instead of warning")
 
 
 def _columns() -> int:
@@ -87,6 +89,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--disasm", action="store_true", help="disassemble each program with its source lines")
     sp.add_argument("-n", "--prog-name", help="only this program (with --disasm)")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("load", help="add XDP programs to an interface's chain")
     sp.add_argument("iface", metavar="IFACE")
@@ -112,6 +115,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
                          "freplace where the kernel allows it, else linked (default)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the verifier log")
     sp.add_argument("--verifier-log", metavar="FILE", help="write the full verifier log to FILE")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("unload", help="remove XDP programs from an interface")
     sp.add_argument("iface", metavar="IFACE")
@@ -129,6 +133,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--netns", help="network namespace")
     sp.add_argument("--config", metavar="FILE",
                     help="also show what differs between FILE and the kernel (drift)")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("clean", help="remove pins of dispatchers that are no longer attached")
     sp.add_argument("iface", metavar="IFACE", nargs="?")
@@ -139,17 +144,20 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--exclusive", action="store_true",
                     help="also remove programs this config does not manage")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("apply", help="make interfaces match a config file")
     sp.add_argument("config", metavar="CONFIG")
     sp.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     sp.add_argument("--exclusive", action="store_true",
                     help="also remove programs this config does not manage")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("schema", help="print the JSON Schema of config files (for editors)")
 
     sp = add("check", help="validate a config file (syntax, schema, objects)")
     sp.add_argument("config", metavar="CONFIG")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("features", help="probe what the kernel supports")
     sp.add_argument("iface", metavar="IFACE", nargs="?")
@@ -353,6 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser(_only_command(argv))
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "strict", False):
+            from dispatcher import safeio
+
+            safeio.set_strict(True)
         return _COMMANDS[args.cmd](args)
     except XdpDispatchError as e:
         print(f"{PROG}: error: {e.message}", file=sys.stderr)

@@ -44,6 +44,7 @@ from dispatcher.kernel.privileges import require_root
 from dispatcher.obj.elf import parse_cached, read_bytes, read_object
 from dispatcher.obj.spec import ObjectSpec, names_to_actions
 from dispatcher.record import replace
+from dispatcher.safeio import UnsafePathError, file_sha256
 
 
 @dataclass
@@ -53,11 +54,6 @@ class _Target:
     mode: str
     desired: list[DesiredProgram]
     dispatch: str = "auto"
-
-
-def _sha(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 Links = dict[str | None, list[netlink.XdpState]]    # netns -> its RTM_GETLINK dump
@@ -77,7 +73,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
         if icfg.netns not in links:
             links[icfg.netns] = netlink.list_links(netns=icfg.netns)
         present = [x.ifname for x in links[icfg.netns]]
-        names = expand_names(icfg.name, present)
+        names = expand_names(icfg.names(), present, icfg.exact_names())
         problems += _missing_interfaces(cfg, k, present)
         desired = []
         for j, p in enumerate(icfg.programs):
@@ -86,6 +82,12 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
             if p.pin_maps and not bpffs.lands_on_bpffs(p.pin_maps):
                 problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
                                          f"{p.pin_maps} is not on a BPF filesystem (bpffs)"))
+            elif p.pin_maps and os.path.lexists(p.pin_maps):
+                try:
+                    bpffs.check_trusted_dir(p.pin_maps, what="pin_maps directory")
+                except UnsafePathError as e:
+                    problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
+                                             e.message))
             obj = objects.get(p.object) or objects.setdefault(p.object, read_object(p.object))
             prog = config_program(obj, p)       # checked: one program, attachable
             assert prog is not None
@@ -94,7 +96,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                 else prog.run_config.chain_call_actions
             frags = p.frags if p.frags is not None and p.frags != prog.frags else None
             if p.object not in shas:
-                shas[p.object] = _sha(p.object)
+                shas[p.object] = file_sha256(p.object)
             desired.append(DesiredProgram(p.name, p.object, shas[p.object], prog.name, prio, acts,
                                           settings_json(p.globals, p.pin_maps, frags, p.prog_type)))
         for n in names:
@@ -114,14 +116,14 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
 def _missing_interfaces(cfg: ChainConfig, k: int, present: list[str]) -> list[str]:
     """``FILE:LINE:COL`` lines for names of ``cfg.interfaces[k]`` that match no interface."""
     icfg = cfg.interfaces[k]
-    items = [icfg.name] if isinstance(icfg.name, str) else list(icfg.name)
+    items = icfg.names()
     where = f" in netns {icfg.netns}" if icfg.netns else ""
     out = []
     for n, item in enumerate(items):
         loc: tuple[str | int, ...] = ("interfaces", k, "name")
-        if not isinstance(icfg.name, str):
+        if isinstance(icfg.name, list):
             loc += (n,)
-        if any(c in item for c in "*?["):
+        if icfg.is_glob(item):
             if not expand_names(item, present):
                 out.append(error_at(cfg, loc, f"pattern {json.dumps(item)} matches no "
                                               f"interface{where}"))

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from dispatcher import uapi
 from dispatcher.errors import KernelError, ObjectFileError, VerifierError
 from dispatcher.kernel import bpf
-from dispatcher.kernel.bpffs import remove_created
+from dispatcher.kernel.bpffs import check_pin_entry, check_trusted_dir, remove_created
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
 from dispatcher.obj.link import LinkedProgram, link_program, referenced_maps
-from dispatcher.obj.spec import MapSpec, ObjectSpec, ProgramSpec
+from dispatcher.obj.spec import MapSpec, ObjectSpec, ProgramSpec, bad_pin_names
 from dispatcher.uapi import BPF_PROG_TYPE_EXT
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
@@ -107,6 +107,8 @@ def open_object(spec: ObjectSpec, *, pin_root: str = DEFAULT_PIN_ROOT,
                 only_maps: list[str] | None = None,
                 data_overrides: Mapping[str, bytes] | None = None) -> LoadedObject:
     """Load the object's BTF and create its maps (all, or only those named)."""
+    chosen = [m for m in spec.maps if only_maps is None or m.name in only_maps]
+    check_pin_names(spec, chosen)
     btf_fd = load_btf(spec)
     lo = LoadedObject(spec=spec, btf_fd=btf_fd, maps={})
     try:
@@ -120,6 +122,13 @@ def open_object(spec: ObjectSpec, *, pin_root: str = DEFAULT_PIN_ROOT,
         lo.close()
         raise
     return lo
+
+
+def check_pin_names(spec: ObjectSpec, maps: list[MapSpec]) -> None:
+    """Refuse, before anything is created, a map pinned by name whose name is not one
+    safe path component (a crafted symbol such as ``../../x`` must not pin elsewhere)."""
+    for problem in bad_pin_names(maps):
+        raise ObjectFileError(f"{spec.path}: {problem}")
 
 
 def load_btf(spec: ObjectSpec) -> OwnedFd | None:
@@ -197,7 +206,7 @@ def _make_dirs(path: str, created: list[str]) -> None:
     while not os.path.isdir(p) and os.path.dirname(p) != p:
         missing.append(p)
         p = os.path.dirname(p)
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(path, mode=0o755, exist_ok=True)   # umask may narrow it, never widen it
     created.extend(missing)        # deepest first
 
 
@@ -205,7 +214,9 @@ def create_or_reuse(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None, pin_ro
                      lo: LoadedObject, data: bytes | None) -> OwnedFd:
     if m.pinning:
         path = os.path.join(pin_root, m.name)
-        if os.path.exists(path):
+        if os.path.isdir(pin_root):
+            check_trusted_dir(pin_root, what="pin_maps directory")
+        if check_pin_entry(path):
             fd = bpf.obj_get(path)
             try:
                 diffs = compatibility_diffs(m, bpf.map_info(fd.fd))
@@ -230,6 +241,7 @@ def create_or_reuse(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None, pin_ro
         if m.pinning:
             path = os.path.join(pin_root, m.name)
             _make_dirs(pin_root, lo.new_dirs)
+            check_trusted_dir(pin_root, what="pin_maps directory")
             bpf.obj_pin(fd.fd, path)
             lo.new_pins[m.name] = path
     except BaseException:

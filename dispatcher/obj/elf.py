@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dispatcher import caches
+from dispatcher import caches, safeio
 from dispatcher.errors import ObjectFileError
 from dispatcher.obj.btf import Btf, BtfFormatError, BtfKind, BtfType
 from dispatcher.obj.btf_ext import BtfExt
@@ -176,10 +176,15 @@ caches.register("obj.elf.parsed", _PARSED.clear)
 
 
 def read_bytes(path: str) -> bytes:
-    """An object file's bytes; ObjectFileError names the path when it cannot be read."""
+    """An object file's bytes; ObjectFileError names the path when it cannot be read, is
+    not a regular file (a device or FIFO is never read from) or is larger than
+    ``safeio.MAX_OBJECT_BYTES``. A file others can change is warned about (refused in
+    strict mode) when running as root."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data, st = safeio.read_regular(path, safeio.MAX_OBJECT_BYTES)
+        safeio.check_input(path, st, ObjectFileError)
+    except safeio.NotRegularError as e:
+        raise ObjectFileError(f"{path}: {e.reason}") from None
     except FileNotFoundError:
         raise ObjectFileError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -166,6 +166,42 @@ class ProgramSpec:
         return replace(self, prog_type=want, expected_attach_type=ATTACH_XDP)
 
 
+#: Longest file name (NAME_MAX): a pin name is one path component.
+PIN_NAME_MAX = 255
+
+
+def pin_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the file name of a pin (a map pinned by name lands at
+    ``<pin_maps>/<name>``), or None. A pin name must be one path component made of the
+    characters the kernel allows in object names (letters, digits, '_'), without '.',
+    which bpffs refuses in names; so no '/', no '..', nothing that leaves the directory."""
+    if not name:
+        return "an empty name cannot be pinned"
+    if len(name) > PIN_NAME_MAX:
+        return f"a pin name has at most {PIN_NAME_MAX} characters"
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c == "_"))})
+    if bad:
+        shown = "".join(bad)
+        return f"a pin name may only contain letters, digits and '_' (bpffs refuses '.', " \
+               f"and '/' would leave the pin directory); found {shown!r}"
+    return None
+
+
+def bad_pin_names(maps: tuple[MapSpec, ...] | list[MapSpec], *, pin_all: bool = False
+                  ) -> list[str]:
+    """``map 'NAME' is pinned by name but its name cannot be a pin: WHY`` for each map of
+    ``maps`` pinned by name (every map but global data with ``pin_all``, as ``pin_maps``
+    does) whose name is not a safe pin name."""
+    out = []
+    for m in maps:
+        if m.pinning or (pin_all and m.kind != "data"):
+            problem = pin_name_problem(m.name)
+            if problem:
+                out.append(f"map {m.name!r} is pinned by name but its name cannot be a pin: "
+                           f"{problem}")
+    return out
+
+
 @record
 class MapSpec:
     """A map the object declares: BTF-defined (``.maps``), legacy (``maps``) or global data."""

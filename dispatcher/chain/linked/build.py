@@ -8,13 +8,13 @@ description map, and loads the combined program.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from dispatcher import safeio
 from dispatcher.chain import description
 from dispatcher.chain.description import ChainDescription, SlotDescription
 from dispatcher.chain.linked import combine
@@ -36,12 +36,9 @@ __all__ = ["BuiltChain", "build", "components_from_description", "create_descrip
 
 
 def file_sha256(path: str) -> str:
-    """Hex prefix of the file's sha256 (identifies the object a slot was linked from)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 16), b""):
-            h.update(chunk)
-    return h.hexdigest()[:SHA_PREFIX]
+    """Hex prefix of the file's sha256 (identifies the object a slot was linked from);
+    a device, FIFO or oversized file is an OSError, never read."""
+    return safeio.file_sha256(path)[:SHA_PREFIX]
 
 
 @dataclass
