@@ -60,9 +60,10 @@ def begin(req: ChangeRequest, *, notice: Notice | None = None,
             old = observe.observe(xs, req.root, keep_open=True)
             held.callback(old.close)
             st = old.state
-            backend = _backend(rules.choose_backend(st, req, _freplace_supported))
-            plan = backend.plan(st, req)
-            at = Attempt(req, ifindex, old, held,
+            this = rules.resolve_names(st, req)
+            backend = _backend(rules.choose_backend(st, this, _freplace_supported))
+            plan = backend.plan(st, this)
+            at = Attempt(this, ifindex, old, held,
                          MODE_FLAGS.get(st.mode or req.mode, MODE_FLAGS[req.mode]),
                          MODE_FLAGS[req.mode], notice, verifier_log, before_swap)
             return backend.execute(plan, at)

@@ -166,3 +166,26 @@ def test_retry_limit_gives_exit_4_and_changes_nothing(netns_veth, private: str, 
     cp = run_cli("load", v.host_if, *(os.path.join(EXAMPLES_DIR, o) for o in objs), "-m", "skb")
     assert cp.returncode == 0, cp.stderr                     # positive control
     run_cli("unload", v.host_if, "--all", check=True)
+
+
+def test_unload_by_name_on_every_chain_kind(netns_veth, private: str) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13 (6, 7): `unload -n NAME` removes a program attached directly, and a
+    component of a freplace or linked chain, whatever kind the kernel gives."""
+    from tests.objects import EXAMPLES_DIR
+
+    v = netns_veth
+    obj = os.path.join(EXAMPLES_DIR, "xdp_counter.o")
+    run_cli("load", v.host_if, obj, "-m", "skb", check=True)
+    assert names(v.host_if) == ["xdp_counter"]
+    cp = run_cli("unload", v.host_if, "-n", "xdp_counter")
+    assert cp.returncode == 0, cp.stderr
+    assert nettools.xdp_attached(v.host_if) is None
+    run_cli("load", v.host_if, obj, os.path.join(EXAMPLES_DIR, "xdp_pass.o"), "-m", "skb",
+            check=True)
+    try:
+        cp = run_cli("unload", v.host_if, "-n", "xdp_pass")
+        assert cp.returncode == 0, cp.stderr
+        assert names(v.host_if) == ["xdp_counter"]
+        assert nettools.ping(v.peer_ip, count=1)
+    finally:
+        run_cli("unload", v.host_if, "--all")
