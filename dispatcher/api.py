@@ -63,6 +63,43 @@ def select_program(obj: ObjectSpec, *, section: str | None = None,
     return obj.program(name=prog_name, section=section)
 
 
+# The hint for a program whose section names no type, per command option.
+UNTYPED_HINT = "{how} to load it as an XDP program (as bpftool's `prog load ... type xdp` does)"
+
+
+def attachable_program(obj: ObjectSpec, *, section: str | None = None,
+                       prog_name: str | None = None, prog_type: str | None = None
+                       ) -> ProgramSpec:
+    """The program to attach to an interface (``select_program`` after choosing
+    ``prog_type`` for programs whose section names none); refuses, before any kernel call,
+    one that cannot be attached (not XDP, devmap/cpumap program, no type) or linked (calls
+    a kfunc)."""
+    try:
+        obj = obj.with_prog_type(prog_type)
+        prog = select_program(obj, section=section, prog_name=prog_name)
+        if prog_type is not None:
+            prog = prog.as_type(prog_type)
+    except ObjectFileError as e:
+        untyped = [p.name for p in obj.programs if p.prog_type == 0]
+        hint = e.hint or (f"{', '.join(untyped)}: in a section that names no type; "
+                          + UNTYPED_HINT.format(how="pass --prog-type xdp")
+                          if untyped and section is None and prog_name is None else None)
+        if e.message.startswith(obj.path):
+            raise ObjectFileError(e.message, hint=hint) from None
+        raise ObjectFileError(f"{obj.path}: {e.message}", hint=hint) from None
+    problem = prog.interface_problem
+    if problem:
+        raise UsageError(f"{obj.path}: program {prog.name} (section {prog.section}) {problem}",
+                         hint=UNTYPED_HINT.format(how="pass --prog-type xdp")
+                         if prog.prog_type == 0 else None)
+    from dispatcher.obj.link import extern_problem
+
+    problem = extern_problem(obj, prog)
+    if problem:
+        raise ObjectFileError(f"{obj.path}: program {prog.name}: {problem}")
+    return prog
+
+
 def _root(notice: Callable[[str], None] | None) -> str:
     from dispatcher.kernel import bpffs
 
@@ -89,13 +126,14 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
          prog_name: str | None = None, netns: str | None = None, force: bool = False,
          verifier_log: list[str] | None = None,
          notice: Callable[[str], None] | None = None, dispatch: str = "auto",
-         stats: str | None = None) -> ChangeResult:
+         prog_type: str | None = None, stats: str | None = None) -> ChangeResult:
     """Add programs to ``iface``'s chain (one atomic swap). CLI values override run config.
     ``dispatch``: ``auto`` (freplace where the kernel allows it, else a linked chain),
-    ``freplace`` or ``linked``. ``stats``: ``counts`` or ``off`` (None: keep the chain's
-    setting; a new linked chain counts)."""
+    ``freplace`` or ``linked``. ``prog_type`` ("xdp"): the type of a program whose section
+    names none (as ``bpftool prog load ... type xdp``). ``stats``: ``counts`` or ``off``
+    (None: keep the chain's setting; a new linked chain counts)."""
     from dispatcher.chain import router
-    from dispatcher.chain.model import NewProgram, request
+    from dispatcher.chain.model import NewProgram, request, settings_json
 
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
@@ -106,12 +144,14 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
     parsed: dict[str, ObjectSpec] = {}
     for path in objects:
         obj = parsed.get(path) or parsed.setdefault(path, read_object(path))
-        prog = select_program(obj, section=section, prog_name=prog_name)
-        if prog.prog_type != uapi.BPF_PROG_TYPE_XDP:
-            raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")
+        prog = attachable_program(obj, section=section, prog_name=prog_name, prog_type=prog_type)
+        settings = ""
+        if prog_type is not None and obj.program(name=prog.name).prog_type != prog.prog_type:
+            obj = obj.with_prog_type(prog_type)
+            settings = settings_json(None, None, None, prog_type)   # redone on rebuilds
         prio = priority if priority is not None else prog.run_config.priority
         acts = parse_actions(actions) if actions is not None else prog.run_config.chain_call_actions
-        new.append(NewProgram(obj, prog, prio, acts))
+        new.append(NewProgram(obj, prog, prio, acts, settings=settings))
     root = _root(notice)
     return router.change(request(iface, mode=mode, add=new, netns=netns, root=root, force=force,
                                  dispatch=dispatch, stats=stats),
@@ -121,15 +161,14 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
 def load_plain(iface: str, path: str, *, mode: str = "native", section: str | None = None,
                prog_name: str | None = None, netns: str | None = None,
                verifier_log: list[str] | None = None,
-               notice: Callable[[str], None] | None = None) -> LoadResult:
+               notice: Callable[[str], None] | None = None,
+               prog_type: str | None = None) -> LoadResult:
     """Load one XDP program and attach it directly, without a dispatcher."""
     from dispatcher.errors import ForeignStateError
     from dispatcher.kernel import loader, netlink
 
-    obj = read_object(path)
-    prog = select_program(obj, section=section, prog_name=prog_name)
-    if prog.prog_type != uapi.BPF_PROG_TYPE_XDP:
-        raise UsageError(f"{path}: program {prog.name} (section {prog.section}) is not an XDP program")
+    obj = read_object(path).with_prog_type(prog_type)
+    prog = attachable_program(obj, section=section, prog_name=prog_name)
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
     require_root("loading a program")
@@ -154,7 +193,8 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
 
 def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A002
            netns: str | None = None, mode: str | None = None,
-           names: Sequence[str] = ()) -> ChangeResult | None:
+           names: Sequence[str] = (),
+           notice: Callable[[str], None] | None = None) -> ChangeResult | None:
     """Remove programs by id (or everything) from ``iface``'s chain, in one swap.
     ``names``: components of a linked chain, by name (they have no program id)."""
     from dispatcher.chain import router
@@ -164,7 +204,7 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
     if not all and not ids and not names:
         raise UsageError("say what to unload: --all, -i ID or -n NAME")
     require_root("unloading programs")
-    root = _root(None)
+    root = _root(notice)
     xs = netlink.read_xdp_by_name(iface, netns=netns)
     ifindex = xs.ifindex
     cur_mode = "native" if xs.drv_prog_id else "skb" if xs.skb_prog_id else None
@@ -181,12 +221,12 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
     if names:
         return router.change(request(iface, mode=mode or cur_mode, remove_ids=ids_set,
                                      remove_all=all, netns=netns, root=root,
-                                     remove_names=set(names)))
+                                     remove_names=set(names)), notice=notice)
     if ids_set and xs.prog_id in ids_set and not all:
         # a plain (legacy) program, removed by its own id
         all = True
     return router.change(request(iface, mode=mode or cur_mode, remove_ids=ids_set,
-                                 remove_all=all, netns=netns, root=root))
+                                 remove_all=all, netns=netns, root=root), notice=notice)
 
 
 def unload_all(iface: str, *, netns: str | None = None) -> list[int]:

@@ -17,8 +17,11 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
 from dispatcher.errors import UsageError, XdpDispatchError
+from dispatcher.version import __version__
 
 PROG = "xdp-dispatch"
+_STRICT_HELP = ("refuse config and object files that others can write (world-writable, or "
+                "in a world-writable directory without the sticky bit) instead of warning")
 
 
 def _columns() -> int:
@@ -72,6 +75,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     others are listed as choices with no arguments; see ``_only_command``)."""
     p = _Parser(prog=PROG, description="Run several XDP programs on one interface (libxdp-compatible).")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for unexpected errors")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -85,6 +89,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--disasm", action="store_true", help="disassemble each program with its source lines")
     sp.add_argument("-n", "--prog-name", help="only this program (with --disasm)")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("load", help="add XDP programs to an interface's chain")
     sp.add_argument("iface", metavar="IFACE")
@@ -98,6 +103,9 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     g = sp.add_mutually_exclusive_group()
     g.add_argument("-s", "--section", help="program by ELF section name")
     g.add_argument("-n", "--prog-name", help="program by function name")
+    sp.add_argument("--prog-type", choices=["xdp"],
+                    help="load a program whose ELF section names no type (e.g. SEC(\"tx\")) "
+                         "as this type, like bpftool's `prog load ... type xdp`")
     sp.add_argument("--netns", help="network namespace of the interface (as in ip netns)")
     sp.add_argument("--force", action="store_true",
                     help="replace a plain (non-dispatcher) program that is attached")
@@ -110,6 +118,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
                          "chain's setting; a new linked chain counts)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the verifier log")
     sp.add_argument("--verifier-log", metavar="FILE", help="write the full verifier log to FILE")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("unload", help="remove XDP programs from an interface")
     sp.add_argument("iface", metavar="IFACE")
@@ -127,6 +136,7 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--netns", help="network namespace")
     sp.add_argument("--config", metavar="FILE",
                     help="also show what differs between FILE and the kernel (drift)")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("stats", help="per-component packet counters of chains; "
                        "'stats enable|disable IFACE' turns them on or off")
@@ -155,17 +165,20 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--exclusive", action="store_true",
                     help="also remove programs this config does not manage")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("apply", help="make interfaces match a config file")
     sp.add_argument("config", metavar="CONFIG")
     sp.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     sp.add_argument("--exclusive", action="store_true",
                     help="also remove programs this config does not manage")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("schema", help="print the JSON Schema of config files (for editors)")
 
     sp = add("check", help="validate a config file (syntax, schema, objects)")
     sp.add_argument("config", metavar="CONFIG")
+    sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
     sp = add("features", help="probe what the kernel supports")
     sp.add_argument("iface", metavar="IFACE", nargs="?")
@@ -179,6 +192,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from dispatcher.render import disasm_text, inspect_dict, inspect_text
 
     obj = read_object(args.object)
+    if args.prog_name:
+        obj.program(name=args.prog_name)      # an unknown name is an error, with or without --disasm
     if args.json:
         print(json.dumps(inspect_dict(obj), indent=2))
         return 0
@@ -211,7 +226,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
                        actions=args.actions, section=args.section, prog_name=args.prog_name,
                        netns=args.netns, force=args.force,
                        verifier_log=log if want_log else None, notice=_notice,
-                       dispatch=args.dispatch, stats=args.stats)
+                       dispatch=args.dispatch, prog_type=args.prog_type, stats=args.stats)
     except XdpDispatchError as e:
         log_text = getattr(e, "log", None)
         if want_log and log_text and log_text not in log:
@@ -225,8 +240,9 @@ def _cmd_load(args: argparse.Namespace) -> int:
     elif res.kind == "linked":
         names = ", ".join(f"{name} (slot {slot})" for slot, name, _pid in res.programs)
         print(f"{args.iface}: linked chain {res.dispatcher_id} in {args.mode} mode runs {names}")
-    else:
-        print(f"{args.iface}: attached {progs} directly in {args.mode} mode")
+    else:   # attached directly: no dispatcher, so no slot
+        direct = ", ".join(f"{name} (id {pid})" for _slot, name, pid in res.programs)
+        print(f"{args.iface}: attached {direct} directly in {args.mode} mode")
     return 0
 
 
@@ -236,7 +252,7 @@ def _cmd_unload(args: argparse.Namespace) -> int:
     if not args.all and not args.ids and not args.names:
         raise UsageError("say what to unload: --all, -i ID or -n NAME")
     res = api.unload(args.iface, ids=args.ids, all=args.all, netns=args.netns,
-                     names=args.names)
+                     names=args.names, notice=_notice)
     if res is None or res.kind == "none":
         print(f"{args.iface}: no XDP program left")
     elif res.kind == "linked":
@@ -324,10 +340,14 @@ def _cmd_features(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
+    from dispatcher.render import interface_modes_text
+
     for name, v in res.items():
         if isinstance(v, dict) and "supported" in v:
             mark = "yes" if v["supported"] else "no"
             print(f"{name:22s} {mark:4s} {v.get('detail', '')}")
+        elif name == "interface" and isinstance(v, dict):
+            print(f"{name:22s} {interface_modes_text(v)}")
         else:
             print(f"{name:22s} {v}")
     return 0
@@ -403,6 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser(_only_command(argv))
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "strict", False):
+            from dispatcher import safeio
+
+            safeio.set_strict(True)
         return _COMMANDS[args.cmd](args)
     except XdpDispatchError as e:
         print(f"{PROG}: error: {e.message}", file=sys.stderr)

@@ -29,7 +29,8 @@ def inspect_dict(obj: ObjectSpec) -> dict[str, Any]:
                     "priority": p.run_config.priority,
                     "chain_call_actions": list(p.run_config.action_names),
                     "declared": p.run_config.declared,
-                },
+                } if p.has_run_config else None,
+                "skipped": skip_reason(obj, p),
             }
             for p in obj.programs
         ],
@@ -55,6 +56,21 @@ def inspect_dict(obj: ObjectSpec) -> dict[str, Any]:
     }
 
 
+def skip_reason(obj: ObjectSpec, p: ProgramSpec) -> str | None:
+    """Why ``load``/configs cannot attach this program to an interface, or None."""
+    problem = p.interface_problem
+    if problem is None:
+        from dispatcher.obj.link import extern_problem
+
+        return extern_problem(obj, p)
+    if p.prog_type == 0:
+        return (f"section '{p.section}' names no program type; load it as XDP with "
+                "--prog-type xdp (config: prog_type: xdp)")
+    if problem == "is not an XDP program":
+        return f"not an XDP program ({p.kind})"
+    return problem.removeprefix("is a ")
+
+
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
@@ -76,12 +92,19 @@ def inspect_text(obj: ObjectSpec) -> str:
         rows = []
         for p in d["programs"]:
             rc = p["run_config"]
-            cfg = f"prio {rc['priority']}, {','.join(rc['chain_call_actions']) or '-'}"
-            if not rc["declared"]:
-                cfg += " (default)"
+            if rc is None:
+                cfg = "-"
+            else:
+                cfg = f"prio {rc['priority']}, {','.join(rc['chain_call_actions']) or '-'}"
+                if not rc["declared"]:
+                    cfg += " (default)"
             rows.append([p["name"], p["section"], p["type"], str(p["insns"]),
                          "yes" if p["frags"] else "no", cfg])
         lines += ["  " + ln for ln in _table(rows, ["NAME", "SECTION", "TYPE", "INSNS", "FRAGS", "RUN CONFIG"])]
+        skipped = [(p["name"], p["skipped"]) for p in d["programs"] if p["skipped"]]
+        if skipped:
+            lines.append("  Skipped by load and configs:")
+            lines += [f"    {name}: {why}" for name, why in skipped]
     else:
         lines.append("  (none)")
     lines.append("")
@@ -139,6 +162,17 @@ def disasm_text(obj: ObjectSpec, prog: ProgramSpec) -> str:
     return "\n".join(out) + "\n"
 
 
+def interface_modes_text(d: Mapping[str, Any]) -> str:
+    """One line for ``features IFACE``'s interface probe (``probes.interface_modes``)."""
+    def mark(v: Any) -> str:
+        return "unknown" if v is None else "yes" if v else "no"
+
+    line = (f"{d.get('name')} (ifindex {d.get('ifindex')}): "
+            + ", ".join(f"{m} {mark(d.get(m))}" for m in ("skb", "native", "hw"))
+            + f"; attached: {d.get('attached_mode') or 'none'}")
+    return line + (f" ({d['detail']})" if d.get("detail") else "")
+
+
 # -- status ------------------------------------------------------------------------------
 
 def status_text(states: list[Any], managed: Mapping[int, str | None] | None = None) -> str:
@@ -152,34 +186,43 @@ def status_text(states: list[Any], managed: Mapping[int, str | None] | None = No
     labels: dict[int, str] = {}          # line index -> managed-by cell
     packets: dict[int, str] = {}         # line index -> packets cell (linked chains with stats)
     with_packets = any(c.packets is not None for st in states for c in st.programs)
+    # xdp-loader's widths, grown to fit long interface/program names and ids
+    ok = [st for st in states if not st.error]
+    wi = max([16, *(len(st.name) for st in states)])
+    wn = max([17, *(len(p.full_name) for st in ok for p in (st.main, st.hw) if p is not None),
+              *(len(c.name) + 1 for st in ok for c in st.programs)])
+    wid = max([4, *(len(str(p.id)) for st in ok for p in (st.main, st.hw) if p is not None),
+               *(len(str(c.id or "-")) for st in ok for c in st.programs)])
 
     def row(line: str, prog_id: int | None) -> None:
         if managed is not None:
             labels[len(out)] = "" if prog_id is None else (managed.get(prog_id) or "-")
         out.append(line.rstrip())
 
-    row("%-16s %-5s %-17s Mode     ID   %-17s %s" % ("Interface", "Prio", "Program name",
-                                                      "Tag", "Chain actions"), None)
+    def prog_row(iface: str, name: str, mode: str, pid: int, tag: str) -> str:
+        return f"{iface:<{wi}} {'':<5} {name:<{wn}} {mode:<8} {pid:<{wid}} {tag:<17}"
+
+    row(f"{'Interface':<{wi}} {'Prio':<5} {'Program name':<{wn}} {'Mode':<8} {'ID':<{wid}} "
+        f"{'Tag':<17} Chain actions", None)
     if managed is not None:
         labels[len(out) - 1] = "Managed by"
     if with_packets:
         packets[len(out) - 1] = "Packets"
     rule = len(out)
-    out.append("-" * 86)
+    rule_width = 86 + (wi - 16) + (wn - 17) + (wid - 4)
+    out.append("-" * rule_width)
     for st in states:
         if st.error:
-            out.append("%-22s <error: %s>" % (st.name, st.error))
+            out.append(f"{st.name:<{wi + 6}} <error: {st.error}>")
             continue
         if st.hw is not None:
-            row("%-16s %-5s %-17s %-8s %-4d %-17s" % (st.name, "", st.hw.full_name, "hw",
-                                                      st.hw.id, st.hw.tag), st.hw.id)
+            row(prog_row(st.name, st.hw.full_name, "hw", st.hw.id, st.hw.tag), st.hw.id)
         if st.main is None:
             if st.hw is None:
-                out.append("%-22s <No XDP program loaded!>" % st.name)
+                out.append(f"{st.name:<{wi + 6}} <No XDP program loaded!>")
             continue
-        line = "%-16s %-5s %-17s %-8s %-4d %-17s" % ("" if st.hw else st.name, "",
-                                                     st.main.full_name, st.mode or "",
-                                                     st.main.id, st.main.tag)
+        line = prog_row("" if st.hw else st.name, st.main.full_name, st.mode or "", st.main.id,
+                        st.main.tag)
         is_disp = st.kind == "dispatcher" and st.dispatcher is not None
         if is_disp:
             line += f" (dispatcher v{st.dispatcher.version})"
@@ -187,9 +230,8 @@ def status_text(states: list[Any], managed: Mapping[int, str | None] | None = No
             line += " (linked chain)"
         row(line, None if is_disp or st.kind == "linked" else st.main.id)
         for c in st.programs:
-            row("%-16s %-5d  %-16s %-8s %-4s %-17s %s" % (
-                " =>", c.priority, c.name, "", c.id or "-", c.tag or "-",
-                ",".join(c.chain_call_actions)), c.id)
+            row(f"{' =>':<{wi}} {c.priority:<5}  {c.name:<{wn - 1}} {'':<8} {c.id or '-':<{wid}} "
+                f"{c.tag or '-':<17} {','.join(c.chain_call_actions)}", c.id)
             if c.packets is not None:
                 packets[len(out) - 1] = str(c.packets)
             if managed is not None and not c.id:
@@ -197,17 +239,18 @@ def status_text(states: list[Any], managed: Mapping[int, str | None] | None = No
                 # which config file (if any) put them there.
                 labels[len(out) - 1] = _linked_manager(c)
         for p in st.problems:
-            out.append(f"{'':16s} ! {p}")
+            out.append(f"{'':{wi}s} ! {p}")
     if packets:              # a column after the chain actions, before "Managed by"
         width = max(len(out[i]) for i in packets)
         for i, cell in packets.items():
             out[i] = out[i].ljust(width) + "  " + cell.rjust(12)
-        out[rule] = "-" * max(86, max(len(out[i]) for i in packets))
+        rule_width = max(rule_width, max(len(out[i]) for i in packets))
+        out[rule] = "-" * rule_width
     if labels:
         width = max(len(out[i]) for i in labels)
         for i, cell in labels.items():
             out[i] = (out[i].ljust(width) + "  " + cell).rstrip()
-        out[rule] = "-" * max(86, max(len(out[i]) for i in labels))
+        out[rule] = "-" * max(rule_width, max(len(out[i]) for i in labels))
     out.append("")
     return "\n".join(out) + "\n"
 

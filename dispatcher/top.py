@@ -14,7 +14,6 @@ import time
 from dispatcher import stats as st
 
 
-
 def run(iface: str | None, netns: str | None, interval: float) -> int:
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
         sys.stdout.write(st.text(st.sample(iface, netns, interval), interval))

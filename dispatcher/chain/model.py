@@ -95,9 +95,11 @@ Notice = Callable[[str], None]
 # ------------------------------------------------------------------ load-time settings
 
 def settings_json(globals_: dict[str, Any] | None, pin_maps: str | None,
-                  frags: bool | None) -> str:
+                  frags: bool | None, prog_type: str | None = None) -> str:
     """Canonical form of an entry's load-time overrides ("" when there are none)."""
     d: dict[str, Any] = {}
+    if prog_type:
+        d["prog_type"] = prog_type
     if globals_:
         d["globals"] = globals_
     if pin_maps:
@@ -110,14 +112,15 @@ def settings_json(globals_: dict[str, Any] | None, pin_maps: str | None,
 def with_settings(obj: ObjectSpec, program: str, settings: str
                   ) -> tuple[ObjectSpec, ProgramSpec, str | None]:
     """``obj``'s program ``program`` with the load-time overrides ``settings`` applied:
-    ``globals`` written into the global-data maps' initial values (before ``.rodata`` is
-    frozen), every map but global data pinned by name under ``pin_maps`` (an existing
-    compatible pin is reused, so contents survive upgrades), and the frags flag as
-    overridden. Returns (object, program, pin_maps directory or None)."""
+    ``prog_type`` chosen for a program whose section names none, ``globals`` written into
+    the global-data maps' initial values (before ``.rodata`` is frozen), every map but
+    global data pinned by name under ``pin_maps`` (an existing compatible pin is reused, so
+    contents survive upgrades), and the frags flag as overridden. Returns (object,
+    program, pin_maps directory or None)."""
     from dispatcher.obj.variables import with_overrides  # BTF: only for a config's settings
 
     s = json.loads(settings) if settings else {}
-    obj = with_overrides(obj, s.get("globals") or {})
+    obj = with_overrides(obj, s.get("globals") or {}).with_prog_type(s.get("prog_type"))
     pin_dir = s.get("pin_maps")
     if pin_dir:
         obj = replace(obj, maps=tuple(m if m.kind == "data" else replace(m, pinning=1)

@@ -22,7 +22,7 @@ from dispatcher.chain.model import MAX_RETRIES, ChangeResult
 from dispatcher.chain.rules import Race
 from dispatcher.errors import ConflictError, NetlinkOpError, XdpDispatchError
 from dispatcher.kernel import netlink
-from dispatcher.kernel.bpffs import DirLock, remove_created
+from dispatcher.kernel.bpffs import DirLock, remove_created, remove_pin_dir
 from dispatcher.kernel.fd import OwnedFd
 
 MODE_FLAGS = {k: v for k, v in netlink.MODES.items() if k != "unspecified"}
@@ -35,23 +35,6 @@ def lock_dir(root: str) -> str:
 
 def protocol_lock(root: str) -> DirLock:
     return DirLock(lock_dir(root))
-
-
-def remove_pin_dir(path: str) -> None:
-    """Unpin every entry of a dispatcher pin directory, then remove it (missing is fine)."""
-    try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        return
-    for n in names:
-        try:
-            os.unlink(os.path.join(path, n))
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
 
 
 def swap(ifindex: int, new_fd: int | None, old_fd: OwnedFd | None, mode_flags: int,

@@ -22,12 +22,12 @@ from dispatcher.chain.pending import (
     PendingChange,
     lock_dir,
     protocol_lock,
-    remove_pin_dir,
     with_retries,
 )
 from dispatcher.errors import XdpDispatchError
-from dispatcher.kernel import netlink
+from dispatcher.kernel import bpffs, netlink
 from dispatcher.kernel import netns as netns_mod
+from dispatcher.kernel.bpffs import remove_pin_dir
 
 
 def _backend(kind: str) -> ChainBackend:
@@ -60,9 +60,10 @@ def begin(req: ChangeRequest, *, notice: Notice | None = None,
             old = observe.observe(xs, req.root, keep_open=True)
             held.callback(old.close)
             st = old.state
-            backend = _backend(rules.choose_backend(st, req, _freplace_supported))
-            plan = backend.plan(st, req)
-            at = Attempt(req, ifindex, old, held,
+            this = rules.resolve_names(st, req)
+            backend = _backend(rules.choose_backend(st, this, _freplace_supported))
+            plan = backend.plan(st, this)
+            at = Attempt(this, ifindex, old, held,
                          MODE_FLAGS.get(st.mode or req.mode, MODE_FLAGS[req.mode]),
                          MODE_FLAGS[req.mode], notice, verifier_log, before_swap)
             return backend.execute(plan, at)
@@ -106,17 +107,17 @@ def clean(root: str, iface: str | None = None, netns: str | None = None) -> list
     removed = []
     with protocol_lock(root):            # a change pins and swaps under it: no gap to see
         attached, problems = attached_everywhere()
-        for name in sorted(os.listdir(sdir)):
+        for name in bpffs.pin_subdirs(sdir):     # real directories only, in a trusted dir
             parsed = protocol.parse_pin_dir_name(name)
-            if parsed is None or not os.path.isdir(os.path.join(sdir, name)):
+            if parsed is None:
                 continue
             ifindex, did = parsed
             if only is not None and ifindex != only:
                 continue
             if did in attached or (problems and _maybe_attached(ifindex, did, netns)):
                 continue
-            remove_pin_dir(os.path.join(sdir, name))
-            removed.append(os.path.join(sdir, name))
+            if remove_pin_dir(os.path.join(sdir, name)):   # never follows a symlink
+                removed.append(os.path.join(sdir, name))
     return removed
 
 

@@ -15,6 +15,7 @@ from dispatcher.chain import protocol
 from dispatcher.chain.model import DISPATCH_MODES, MODES, STATS_MODES, ChangeRequest
 from dispatcher.chain.state import InterfaceState
 from dispatcher.errors import ForeignStateError, UsageError
+from dispatcher.record import replace
 
 FREPLACE = "freplace"
 LINKED = "linked"
@@ -33,6 +34,36 @@ def check_request(req: ChangeRequest) -> None:
     if req.stats is not None and req.stats not in STATS_MODES:
         raise UsageError(f"unknown stats setting '{req.stats}' (expected "
                          f"{', '.join(STATS_MODES)})")
+
+
+def resolve_names(st: InterfaceState, req: ChangeRequest) -> ChangeRequest:
+    """Components named for removal (``unload -n``), as the chain at hand knows them: a
+    freplace chain's by their program ids (a name two components share is refused: say
+    which by id), a program attached directly by its own name (it goes); a linked chain
+    keeps names (its components have no ids)."""
+    if not req.remove_names or req.remove_all or st.kind in ("linked", "none"):
+        return req
+    iface = req.iface
+    if st.kind == "legacy":
+        main = st.main
+        assert main is not None
+        other = sorted(req.remove_names - {main.full_name, main.name})
+        if other:
+            raise UsageError(f"{iface}: no program named '{other[0]}' is attached (attached "
+                             f"directly: {main.full_name}, id {main.id})")
+        return replace(req, remove_names=frozenset(), remove_all=True)
+    ids = set(req.remove_ids)
+    for name in sorted(req.remove_names):
+        hits = [c for c in st.programs if c.name == name]
+        if not hits:
+            raise UsageError(f"{iface}: no component named '{name}' in the chain (components: "
+                             f"{', '.join(c.name for c in st.programs) or 'none'})")
+        if len(hits) > 1:
+            raise UsageError(f"{iface}: {len(hits)} components are named '{name}' (ids "
+                             f"{', '.join(str(c.id) for c in hits)}); say which",
+                             hint=f"xdp-dispatch unload {iface} -i ID")
+        ids.add(hits[0].id)
+    return replace(req, remove_names=frozenset(), remove_ids=frozenset(ids))
 
 
 def choose_backend(st: InterfaceState, req: ChangeRequest,
@@ -57,16 +88,23 @@ def choose_backend(st: InterfaceState, req: ChangeRequest,
     return FREPLACE
 
 
-def _not_a_dispatcher(st: InterfaceState, iface: str) -> ForeignStateError:
+def _not_a_dispatcher(st: InterfaceState, iface: str,
+                      no_freplace: bool = False) -> ForeignStateError:
     main = st.main
+    hint = f"remove it first (xdp-dispatch unload {iface} --all), or pass --force to replace it"
+    if no_freplace:      # the programs can only run together linked into one program
+        hint = (f"this kernel refuses freplace, so a chain here is one linked program: unload "
+                f"it (xdp-dispatch unload {iface} --all) and load the programs together "
+                f"(xdp-dispatch load {iface} A.o B.o), or pass --force to replace it")
     return ForeignStateError(
         f"{iface} has a program that is not a dispatcher attached "
-        f"({main.full_name if main else '?'}, id {main.id if main else '?'})",
-        hint=f"remove it first (xdp-dispatch unload {iface} --all), or pass --force to replace it")
+        f"({main.full_name if main else '?'}, id {main.id if main else '?'})", hint=hint)
 
 
-def check_freplace(st: InterfaceState, req: ChangeRequest) -> None:
-    """What the freplace back-end refuses to change."""
+def check_freplace(st: InterfaceState, req: ChangeRequest,
+                   freplace: Callable[[], tuple[bool, str]] | None = None) -> None:
+    """What the freplace back-end refuses to change. ``freplace()`` (supported, detail)
+    is asked only to word a refusal's hint."""
     iface = req.iface
     if req.stats == "counts":
         raise UsageError(f"{iface}: per-component stats are implemented for linked chains "
@@ -77,7 +115,7 @@ def check_freplace(st: InterfaceState, req: ChangeRequest) -> None:
         if req.remove_all or (st.main and st.main.id in req.remove_ids):
             return
         if not req.force:
-            raise _not_a_dispatcher(st, iface)
+            raise _not_a_dispatcher(st, iface, bool(req.add and freplace and not freplace()[0]))
     if st.kind == "dispatcher":
         assert st.dispatcher is not None
         if req.remove_all:

@@ -57,16 +57,20 @@ class Component:
     xlated_insns: int = 0
     object_path: str = ""       # linked chains: the object file the slot was linked from
     source: str = ""            # linked chains: the config file that manages the slot, if any
+    maps: tuple[tuple[str, int], ...] | None = None   # linked chains: (map name, map id)
     packets: int | None = None  # linked chains with stats: packets the component saw
 
     def to_json(self) -> dict[str, object]:
-        # A linked chain's components are not programs of their own: id and tag are null.
+        # A linked chain's components are not programs of their own: id and tag are null;
+        # "maps" (name -> map id) lets a user read a component's maps without bpftool.
         out: dict[str, object] = {
             "slot": self.slot, "name": self.name, "id": self.id or None, "tag": self.tag or None,
             "priority": self.priority, "chain_call_actions": list(self.chain_call_actions),
             "frags": self.frags}
         if self.object_path:
             out["object"] = self.object_path
+        if self.maps is not None:
+            out["maps"] = dict(self.maps)
         if self.packets is not None:
             out["packets"] = self.packets
         return out
@@ -175,5 +179,5 @@ def components_from_description(desc: ChainDescription) -> tuple[Component, ...]
     """Components of a linked chain, from its description (no program ids)."""
     return tuple(Component(slot=i, name=s.label, id=0, tag="", priority=s.priority,
                            chain_call_actions=s.actions, frags=s.frags, object_path=s.path,
-                           source=s.source)
+                           source=s.source, maps=s.maps)
                  for i, s in enumerate(desc.slots))

@@ -30,7 +30,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from dispatcher import caches
+from dispatcher import caches, safeio
 from dispatcher.chain import protocol
 from dispatcher.config import ownership
 from dispatcher.errors import XdpDispatchError
@@ -50,9 +50,8 @@ def _record_path(config: str) -> str:
     return os.path.join(ownership.state_dir(), "applied", f"{key}.json")
 
 
-def file_sha(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+#: sha256 of a regular file (OSError for a device, a FIFO or a file over the object cap).
+file_sha = safeio.file_sha256
 
 
 _STAMP: list[str] = []
@@ -120,10 +119,8 @@ def system(targets: list[tuple[str | None, str]],
             if x and main:
                 pdir = protocol.pin_dir(root, x.ifindex, main)
                 out["pins"][pdir] = _pins(pdir)
-    try:
-        out["owned"] = file_sha(ownership.records_path())
-    except FileNotFoundError:
-        out["owned"] = ""
+    owned = ownership.read_state(ownership.records_path())
+    out["owned"] = "" if owned is None else hashlib.sha256(owned).hexdigest()
     return out
 
 
@@ -140,30 +137,33 @@ def remember(config: str, ins: dict[str, Any], sys_before: dict[str, Any],
             return False
         rec = {"version": RECORD_VERSION, "inputs": ins, "system": sys_after,
                "plans": [plan_record(p) for p in plans]}
-        path = _record_path(config)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(rec, f, separators=(",", ":"))
-        os.replace(tmp, path)
+        ownership.write_state(_record_path(config),
+                              json.dumps(rec, separators=(",", ":")).encode())
         return True
     except (OSError, XdpDispatchError):
         return False
 
 
 def forget(config: str) -> None:
+    """Drop the record of ``config`` (best effort; an untrusted state directory is
+    reported by whatever reads or writes it next)."""
     try:
-        os.unlink(_record_path(config))
-    except OSError:
+        ownership.remove_state(_record_path(config))
+    except (OSError, XdpDispatchError):
         pass
 
 
 def reuse(config: str, *, exclusive: bool = False) -> list[InterfacePlan] | None:
-    """The recorded plans for ``config`` if nothing they depend on changed since, else None."""
+    """The recorded plans for ``config`` if nothing they depend on changed since, else None.
+    A damaged record (any shape, any depth) is None: the full plan. A state directory
+    others could write to is refused (UnsafePathError): its records could be forged."""
+    ownership.check_state_dir()
     try:
-        with open(_record_path(config)) as f:
-            rec = json.load(f)
-        if rec.get("version") != RECORD_VERSION:
+        data = ownership.read_state(_record_path(config))
+        if data is None:
+            return None
+        rec = json.loads(data)
+        if not isinstance(rec, dict) or rec.get("version") != RECORD_VERSION:
             return None
         old = rec["inputs"]
         if old["config"] != os.path.abspath(config) or old["exclusive"] != exclusive or \
@@ -176,7 +176,8 @@ def reuse(config: str, *, exclusive: bool = False) -> list[InterfacePlan] | None
         now = inputs(config, old["config_sha256"], list(old["objects"]),
                      list(old["pin_maps"]), exclusive)
         return plans if now == old else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, XdpDispatchError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            RecursionError, XdpDispatchError):
         return None
 
 

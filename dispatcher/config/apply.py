@@ -21,7 +21,13 @@ from dispatcher.chain.model import (
 )
 from dispatcher.chain.pending import PendingChange
 from dispatcher.config import applied, ownership
-from dispatcher.config.model import ChainConfig, error_at, expand_names, load_and_check
+from dispatcher.config.model import (
+    ChainConfig,
+    config_program,
+    error_at,
+    expand_names,
+    load_and_check,
+)
 from dispatcher.config.plan import (
     ADD,
     REMOVE,
@@ -38,7 +44,7 @@ from dispatcher.kernel.privileges import require_root
 from dispatcher.obj.elf import parse_cached, read_bytes, read_object
 from dispatcher.obj.spec import ObjectSpec, names_to_actions
 from dispatcher.record import replace
-from dispatcher.uapi import BPF_PROG_TYPE_XDP
+from dispatcher.safeio import UnsafePathError, file_sha256
 
 
 @dataclass
@@ -49,11 +55,6 @@ class _Target:
     desired: list[DesiredProgram]
     dispatch: str = "auto"
     stats: str | None = None
-
-
-def _sha(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 Links = dict[str | None, list[netlink.XdpState]]    # netns -> its RTM_GETLINK dump
@@ -73,7 +74,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
         if icfg.netns not in links:
             links[icfg.netns] = netlink.list_links(netns=icfg.netns)
         present = [x.ifname for x in links[icfg.netns]]
-        names = expand_names(icfg.name, present)
+        names = expand_names(icfg.names(), present, icfg.exact_names())
         problems += _missing_interfaces(cfg, k, present)
         desired = []
         for j, p in enumerate(icfg.programs):
@@ -82,17 +83,23 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
             if p.pin_maps and not bpffs.lands_on_bpffs(p.pin_maps):
                 problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
                                          f"{p.pin_maps} is not on a BPF filesystem (bpffs)"))
+            elif p.pin_maps and os.path.lexists(p.pin_maps):
+                try:
+                    bpffs.check_trusted_dir(p.pin_maps, what="pin_maps directory")
+                except UnsafePathError as e:
+                    problems.append(error_at(cfg, ("interfaces", k, "programs", j, "pin_maps"),
+                                             e.message))
             obj = objects.get(p.object) or objects.setdefault(p.object, read_object(p.object))
-            prog = obj.program(name=p.program, section=p.section) if (p.program or p.section) \
-                else next(x for x in obj.programs if x.prog_type == BPF_PROG_TYPE_XDP)
+            prog = config_program(obj, p)       # checked: one program, attachable
+            assert prog is not None
             prio = p.priority if p.priority is not None else prog.run_config.priority
             acts = names_to_actions(p.chain_call_actions) if p.chain_call_actions is not None \
                 else prog.run_config.chain_call_actions
             frags = p.frags if p.frags is not None and p.frags != prog.frags else None
             if p.object not in shas:
-                shas[p.object] = _sha(p.object)
+                shas[p.object] = file_sha256(p.object)
             desired.append(DesiredProgram(p.name, p.object, shas[p.object], prog.name, prio, acts,
-                                          settings_json(p.globals, p.pin_maps, frags)))
+                                          settings_json(p.globals, p.pin_maps, frags, p.prog_type)))
         for n in names:
             if (icfg.netns, n) in seen:
                 problems.append(error_at(cfg, ("interfaces", k, "name"),
@@ -110,14 +117,14 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
 def _missing_interfaces(cfg: ChainConfig, k: int, present: list[str]) -> list[str]:
     """``FILE:LINE:COL`` lines for names of ``cfg.interfaces[k]`` that match no interface."""
     icfg = cfg.interfaces[k]
-    items = [icfg.name] if isinstance(icfg.name, str) else list(icfg.name)
+    items = icfg.names()
     where = f" in netns {icfg.netns}" if icfg.netns else ""
     out = []
     for n, item in enumerate(items):
         loc: tuple[str | int, ...] = ("interfaces", k, "name")
-        if not isinstance(icfg.name, str):
+        if isinstance(icfg.name, list):
             loc += (n,)
-        if any(c in item for c in "*?["):
+        if icfg.is_glob(item):
             if not expand_names(item, present):
                 out.append(error_at(cfg, loc, f"pattern {json.dumps(item)} matches no "
                                               f"interface{where}"))
@@ -386,7 +393,8 @@ def _failed_at(e: XdpDispatchError, p: InterfacePlan,
     """``e`` (same class, exit code and hint) naming the interface it happened on and
     what became of the interfaces this apply had already changed."""
     where = _where(p)
-    msg = e.message if e.message.startswith(p.iface + ":") else f"{where}: {e.message}"
+    named = e.message.startswith((p.iface + ":", where + ":"))   # the chain layer named it
+    msg = e.message if named else f"{where}: {e.message}"
     msg = f"apply failed on {msg}"
     undone = _restore(pending)
     msg += f" ({undone})" if undone else " (no interface was changed)"

@@ -29,10 +29,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from dispatcher import safeio
 from dispatcher.errors import ConfigError, ObjectFileError
 from dispatcher.obj.actions import XDP_ACTIONS
 from dispatcher.obj.elf import read_object as _default_read_object
-from dispatcher.obj.spec import ObjectSpec
+from dispatcher.obj.link import extern_problem
+from dispatcher.obj.spec import ObjectSpec, ProgramSpec, bad_pin_names
 from dispatcher.obj.variables import OverrideError, check_override
 from dispatcher.uapi import IFNAMSIZ
 
@@ -74,14 +76,14 @@ def _is_glob(name: str) -> bool:
     return any(c in name for c in _GLOB_CHARS)
 
 
-def _ifname_problem(name: Any) -> str | None:
+def _ifname_problem(name: Any, exact: bool = False) -> str | None:
     if not isinstance(name, str):
         return f"must be an interface name (a string), got {_show(name)}"
     if not name:
         return "must not be empty"
     if "/" in name or any(c.isspace() for c in name) or name in (".", ".."):
         return f"not a valid interface name: {_show(name)}"
-    if not _is_glob(name) and len(name) >= IFNAMSIZ:
+    if (exact or not _is_glob(name)) and len(name) >= IFNAMSIZ:
         return f"interface names have at most {IFNAMSIZ - 1} characters, got {_show(name)}"
     return None
 
@@ -105,6 +107,9 @@ class ProgramConfig(BaseModel):
     object: str = Field(min_length=1, description="BPF object file, relative to the config file")
     program: str | None = Field(None, min_length=1, description="Function name in the object")
     section: str | None = Field(None, min_length=1, description="ELF section (instead of program)")
+    prog_type: Literal["xdp"] | None = Field(
+        None, description="Program type for a program whose ELF section names none "
+                          "(as bpftool's `prog load ... type xdp`)")
     priority: int | None = Field(None, ge=0, le=PRIORITY_MAX,
                                  description="0..1000, lower runs first; default: object's run config")
     chain_call_actions: list[str] | None = Field(
@@ -173,13 +178,40 @@ class ProgramConfig(BaseModel):
 _BOTH_MSG = 'give either "program" or "section", not both'
 
 
+class ExactName(BaseModel):
+    """An interface name matched literally: ``{exact: "eth[0]"}`` names the interface
+    ``eth[0]`` (a plain string with ``*``, ``?`` or ``[`` is a glob pattern)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    exact: str = Field(description="Interface name, matched exactly (no glob)")
+
+
+def _name_item(value: Any, sub: Loc = ()) -> Any:
+    """A name item as the model holds it: a string, or an ExactName for ``{exact: NAME}``."""
+    if isinstance(value, dict) and set(value) == {"exact"}:
+        problem = _ifname_problem(value["exact"], exact=True)
+        if problem:
+            raise _fail(problem, (*sub, "exact"))
+        return ExactName(exact=value["exact"])
+    problem = _ifname_problem(value)
+    if problem:
+        raise _fail(problem, sub)
+    return value
+
+
+def _plain(item: str | ExactName) -> str:
+    return item.exact if isinstance(item, ExactName) else item
+
+
 class InterfaceConfig(BaseModel):
     """The chain of one interface (or of each interface a list / glob names)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str | list[str] = Field(
-        description='Interface name, a list of names, or a glob pattern such as "veth*"')
+    name: str | ExactName | list[str | ExactName] = Field(
+        description='Interface name, a list of names, or a glob pattern such as "veth*"; '
+                    '{exact: NAME} names an interface whose name has *, ? or [ in it')
     mode: Literal["native", "skb", "hw"] = Field("native", description="XDP attach mode")
     dispatch: Literal["auto", "freplace", "linked"] = Field(
         "auto", description="How several programs are chained: freplace (libxdp's dispatcher), "
@@ -198,24 +230,32 @@ class InterfaceConfig(BaseModel):
             if not value:
                 raise _fail("must not be empty")
             seen: set[str] = set()
+            out = []
             for i, item in enumerate(value):
-                problem = _ifname_problem(item)
-                if problem:
-                    raise _fail(problem, (i,))
-                if item in seen:
-                    raise _fail(f"interface {_show(item)} is listed twice", (i,))
-                seen.add(item)
-            return value
-        if isinstance(value, str):
-            problem = _ifname_problem(value)
-            if problem:
-                raise _fail(problem)
-            return value
+                item = _name_item(item, (i,))
+                if _plain(item) in seen:
+                    raise _fail(f"interface {_show(_plain(item))} is listed twice", (i,))
+                seen.add(_plain(item))
+                out.append(item)
+            return out
+        if isinstance(value, str) or (isinstance(value, dict) and set(value) == {"exact"}):
+            return _name_item(value)
         raise _fail("must be an interface name, a list of names or a glob pattern, "
                     f"got {_show(value)}")
 
     def names(self) -> list[str]:
-        return [self.name] if isinstance(self.name, str) else list(self.name)
+        """The names and patterns as written (an exact name as its plain string)."""
+        items = self.name if isinstance(self.name, list) else [self.name]
+        return [_plain(i) for i in items]
+
+    def exact_names(self) -> frozenset[str]:
+        """The names given as ``{exact: NAME}``: never globs."""
+        items = self.name if isinstance(self.name, list) else [self.name]
+        return frozenset(i.exact for i in items if isinstance(i, ExactName))
+
+    def is_glob(self, name: str) -> bool:
+        """Whether ``name`` (one of ``names()``) is a pattern."""
+        return _is_glob(name) and name not in self.exact_names()
 
 
 class ChainConfig(BaseModel):
@@ -225,6 +265,8 @@ class ChainConfig(BaseModel):
 
     version: Literal[1] = Field(description="Config format version (1)")
     interfaces: list[InterfaceConfig] = Field(description="Chains, one entry per interface")
+    strict: bool = Field(False, description="Refuse (instead of warning about) this file and "
+                                            "object files that others can change, as --strict")
 
     _source: str = PrivateAttr("<config>")
     _marks: dict[Loc, _Mark] = PrivateAttr(default_factory=dict)
@@ -264,14 +306,55 @@ def _fmt_path(loc: Loc) -> str:
     return out
 
 
+#: Deepest nesting of mappings and lists a config may have (real ones need 4).
+MAX_DEPTH = 32
+
+
+class _Unbounded(Exception):
+    """The composed YAML reuses a node (an alias) or nests too deep."""
+
+
+def _scan_events(text: str, source: str, loader: Any) -> None:
+    """Raise ConfigError at the first YAML alias or anchor, or nesting deeper than
+    ``MAX_DEPTH``: configs need neither, and aliases make a few hundred bytes expand to
+    gigabytes (or refer to themselves). Reads events only, never builds anything; a
+    syntax error ends the scan silently (the composer reports it)."""
+    depth = 0
+    try:
+        for ev in yaml.parse(text, Loader=loader):
+            mark = ev.start_mark
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else f"{source}:1:1"
+            if isinstance(ev, yaml.AliasEvent):
+                raise ConfigError(f"{where}: YAML alias *{ev.anchor}: configs do not allow "
+                                  "anchors and aliases; write the value out")
+            anchor = getattr(ev, "anchor", None)
+            if anchor:
+                raise ConfigError(f"{where}: YAML anchor &{anchor}: configs do not allow "
+                                  "anchors and aliases; write the value out")
+            if isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError(f"{where}: nested deeper than {MAX_DEPTH} levels "
+                                      "(a config needs 4)")
+            elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return
+
+
 class _Converter:
     def __init__(self) -> None:
         self.marks: dict[Loc, _Mark] = {}
         self.errors: list[_Err] = []
         self.unreadable: set[Loc] = set()
         self._scalars = yaml.SafeLoader("")
+        self._seen: set[int] = set()
 
     def convert(self, node: yaml.Node, loc: Loc, key: yaml.Node | None = None) -> Any:
+        if id(node) in self._seen or (len(loc) >= MAX_DEPTH and
+                                      isinstance(node, yaml.CollectionNode)):
+            raise _Unbounded
+        self._seen.add(id(node))
         line, col = _pos(node)
         kl, kc = _pos(key) if key is not None else (line, col)
         text = node.value if isinstance(node, yaml.ScalarNode) else None
@@ -427,23 +510,37 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def load_config(path: str) -> ChainConfig:
     """Read, parse and validate a config file; ConfigError lists every problem, one per line."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        data, st = safeio.read_regular(path, safeio.MAX_CONFIG_BYTES)
+        text = data.decode("utf-8")
+    except safeio.NotRegularError as e:
+        raise ConfigError(f"{path}: {e.reason}") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-    return parse_config(text, path, os.path.dirname(os.path.abspath(path)))
+    cfg = parse_config(text, path, os.path.dirname(os.path.abspath(path)))
+    with safeio.strict_mode(cfg.strict):
+        safeio.check_input(path, st, ConfigError)
+    return cfg
 
 
 def parse_config(text: str, source: str, base_dir: str) -> ChainConfig:
     """Validate config ``text``; ``source`` names it in messages, objects resolve in ``base_dir``."""
+    if len(text) > safeio.MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: larger than the {safeio.MAX_CONFIG_BYTES >> 20} MiB "
+                          "limit of a config")
+    if "&" in text:      # an anchor, or just text with '&': only then read the events
+        _scan_events(text, source, _FAST_LOADER)
     try:
         try:
             # libyaml when PyYAML has it: same nodes and marks, several times faster
             root = yaml.compose(text, Loader=_FAST_LOADER)
         except yaml.YAMLError:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)    # its messages, as tested
+            _scan_events(text, source, yaml.SafeLoader)     # libyaml stops at 1000 levels
+            try:
+                root = yaml.compose(text, Loader=yaml.SafeLoader)    # its messages, as tested
+            except RecursionError:
+                raise ConfigError(f"{source}:1:1: nested too deep") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -455,7 +552,12 @@ def parse_config(text: str, source: str, base_dir: str) -> ChainConfig:
         raise ConfigError(f'{source}:1:1: empty config (expected a mapping with "version" '
                           'and "interfaces")')
     conv = _Converter()
-    raw = conv.convert(root, ())
+    try:
+        raw = conv.convert(root, ())
+    except _Unbounded:
+        _scan_events(text, source, _FAST_LOADER)      # raises, at the alias or the depth
+        raise ConfigError(f"{source}:1:1: YAML aliases and nesting deeper than {MAX_DEPTH} "
+                          "levels are not allowed in configs") from None
     errors = list(conv.errors)
     errors += [_at(loc, _BOTH_MSG, conv.marks, "key") for loc in _raw_both(raw)]
     cfg: ChainConfig | None = None
@@ -472,13 +574,15 @@ def parse_config(text: str, source: str, base_dir: str) -> ChainConfig:
     return cfg
 
 
-def expand_names(pattern_or_list: str | list[str], available: list[str]) -> list[str]:
-    """Interface names an entry means: literals as given, globs matched against ``available``."""
+def expand_names(pattern_or_list: str | list[str], available: list[str],
+                 exact: frozenset[str] = frozenset()) -> list[str]:
+    """Interface names an entry means: literals (and the names in ``exact``) as given,
+    globs matched against ``available``."""
     items = [pattern_or_list] if isinstance(pattern_or_list, str) else pattern_or_list
     out: list[str] = []
     for item in items:
-        matches = [a for a in available if fnmatch.fnmatchcase(a, item)] if _is_glob(item) \
-            else [item]
+        matches = [a for a in available if fnmatch.fnmatchcase(a, item)] \
+            if _is_glob(item) and item not in exact else [item]
         out += [m for m in matches if m not in out]
     return out
 
@@ -504,12 +608,12 @@ def check_config(cfg: ChainConfig, *, read_object: ReadObject = _default_read_ob
         for k, name in enumerate(names):
             nloc = iloc + ("name",) + ((k,) if isinstance(iface.name, list) else ())
             if interfaces is not None:
-                if _is_glob(name):
+                if iface.is_glob(name):
                     if not expand_names(name, interfaces):
                         add(nloc, f"pattern {_show(name)} matches no interface")
                 elif name not in interfaces:
                     add(nloc, f"no interface named {_show(name)}")
-            elif not _is_glob(name):
+            elif not iface.is_glob(name):
                 key = f"{iface.netns or ''}/{name}"
                 if key in owners:
                     add(nloc, f"interface {_show(name)} already has a chain at "
@@ -517,7 +621,7 @@ def check_config(cfg: ChainConfig, *, read_object: ReadObject = _default_read_ob
                 else:
                     owners[key] = iloc
         if interfaces is not None:
-            for name in expand_names(iface.name, interfaces):
+            for name in expand_names(names, interfaces, iface.exact_names()):
                 key = f"{iface.netns or ''}/{name}"
                 if key in owners:
                     add(iloc + ("name",), f"interface {_show(name)} already has a chain at "
@@ -572,6 +676,12 @@ def check_config(cfg: ChainConfig, *, read_object: ReadObject = _default_read_ob
             elif len(spec.programs) != 1:
                 add(ploc, f"{_show(shown)} holds {len(spec.programs)} programs ({have}); "
                           'name one with "program"')
+            problem = _attach_problem(spec, prog, _show(shown))
+            if problem:
+                add(ploc + (("program",) if prog.program else ("section",) if prog.section
+                            else ()), problem)
+            for why in bad_pin_names(spec.maps, pin_all=prog.pin_maps is not None):
+                add(ploc + ("object",), f"cannot use {_show(shown)}: {why}")
             for var, value in (prog.globals or {}).items():
                 try:
                     check_override(spec, var, value)
@@ -582,6 +692,39 @@ def check_config(cfg: ChainConfig, *, read_object: ReadObject = _default_read_ob
                         "key" if unknown else "value")
     ordered = sorted(set(errors), key=lambda e: (e.line, e.col, e.path, e.msg))
     return [e.fmt(cfg.source) for e in ordered]
+
+
+def config_program(spec: ObjectSpec, prog: ProgramConfig) -> ProgramSpec | None:
+    """The program an entry names (by ``program``, by ``section``, or the object's only
+    program), with its ``prog_type`` chosen; None if that is not one program (the checks
+    above say why)."""
+    if prog.program is not None:
+        hits = [p for p in spec.programs if p.name == prog.program]
+    elif prog.section is not None:
+        hits = [p for p in spec.programs if p.section == prog.section]
+    else:
+        hits = list(spec.programs)
+    if len(hits) != 1:
+        return None
+    return hits[0].as_type(prog.prog_type) if prog.prog_type else hits[0]
+
+
+def _attach_problem(spec: ObjectSpec, prog: ProgramConfig, shown: str) -> str | None:
+    """Why the entry's program cannot be attached to an interface or linked (the rules of
+    ``load``: ``ProgramSpec.interface_problem``, ``extern_problem``), or None."""
+    try:
+        p = config_program(spec, prog)
+    except ObjectFileError as e:
+        return f"{shown}: {e.message}"
+    if p is None:
+        return None
+    if p.interface_problem is None:
+        problem = extern_problem(spec, p)
+        return f"{shown}: program {p.name}: {problem}" if problem else None
+    msg = f"{shown}: program {p.name} (section {p.section}) {p.interface_problem}"
+    if p.prog_type == 0:
+        msg += ' (add "prog_type: xdp" to load it as an XDP program)'
+    return msg
 
 
 def _raw_at(raw: Any, loc: Loc, default: str) -> Any:
@@ -603,7 +746,8 @@ def load_and_check(path: str, interfaces: list[str] | None = None,
                    read_object: ReadObject = _default_read_object) -> ChainConfig:
     """``load_config`` + ``check_config``; one ConfigError carrying every message."""
     cfg = load_config(path)
-    problems = check_config(cfg, read_object=read_object, interfaces=interfaces)
+    with safeio.strict_mode(cfg.strict):
+        problems = check_config(cfg, read_object=read_object, interfaces=interfaces)
     if problems:
         raise ConfigError("\n".join(problems))
     return cfg

@@ -5,9 +5,9 @@ Matching: a component we loaded is known by its program id in the ownership reco
 which name the config entry it came from. A desired entry whose owned component has
 the same object (content hash) and program is kept (or only re-prioritised / given new
 chain-call actions, which needs no reload); a changed object or program, or changed
-load-time overrides (``globals``, ``pin_maps``, ``frags``: recorded as ``settings``), is
-an upgrade; a desired entry with no owned component is an add; an owned component no longer
-desired is removed. Components nobody recorded are foreign (e.g. loaded by
+load-time overrides (``globals``, ``pin_maps``, ``frags``, ``prog_type``: recorded as
+``settings``), is an upgrade; a desired entry with no owned component is an add; an owned
+component no longer desired is removed. Components nobody recorded are foreign (e.g. loaded by
 xdp-loader): kept, and ordered by priority with ours, unless ``exclusive``.
 """
 

@@ -551,6 +551,17 @@ def prog_get_fd_by_id(prog_id: int) -> OwnedFd:
     return _fd_by_id(BPF_PROG_GET_FD_BY_ID, prog_id, 0, "prog")
 
 
+def prog_alive(prog_id: int) -> bool:
+    """Whether program ``prog_id`` exists anywhere (in any network namespace: ids are
+    global). Only ENOENT means gone; any other error (EPERM, ...) counts as alive, so a
+    caller deciding whether to delete something keeps it when in doubt."""
+    try:
+        with prog_get_fd_by_id(prog_id):
+            return True
+    except KernelError as e:
+        return e.errno != errno.ENOENT
+
+
 def map_get_fd_by_id(map_id: int, flags: int = 0) -> OwnedFd:
     return _fd_by_id(BPF_MAP_GET_FD_BY_ID, map_id, flags, "map")
 

@@ -10,20 +10,26 @@ import ctypes
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
+from dispatcher import safeio
 from dispatcher.errors import ConflictError, KernelError, PrivilegeError
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.uapi import BPF_FS_MAGIC as BPF_FS_MAGIC  # in __all__
 
-__all__ = ["BPF_FS_MAGIC", "DEFAULT_BPFFS", "DirLock", "bpffs_root", "ensure_bpffs",
-           "is_bpffs", "lands_on_bpffs", "remove_created"]
+__all__ = ["BPF_FS_MAGIC", "DEFAULT_BPFFS", "DirLock", "bpffs_root", "check_pin_entry",
+           "check_trusted_dir", "ensure_bpffs", "is_bpffs", "lands_on_bpffs", "lock_holders",
+           "lock_timeout", "pin_subdirs", "remove_created", "remove_pin_dir"]
 
 DEFAULT_BPFFS = "/sys/fs/bpf"
 #: Environment variable libxdp uses to move the bpffs root.
 BPFFS_ENV = "LIBXDP_BPFFS"
+#: Seconds a DirLock waits for another holder by default (``LOCK_TIMEOUT_ENV`` overrides).
+DEFAULT_LOCK_TIMEOUT = 10.0
+LOCK_TIMEOUT_ENV = "XDP_DISPATCH_LOCK_TIMEOUT"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _statfs = _libc.statfs
@@ -121,19 +127,84 @@ def ensure_bpffs(path: str = DEFAULT_BPFFS, *, mount: bool = True,
     if not is_bpffs(path):
         raise PrivilegeError(f"mounted a BPF filesystem at {path} but it is not visible there")
     if notice is not None:
-        notice(f"mounted bpffs at {path}")
+        msg = f"mounted bpffs at {path}"
+        if private_mount_namespace():
+            msg += (": this command runs in a mount namespace of its own (as under `ip netns "
+                    "exec`), so this bpffs and every pin made in it vanish when it exits")
+        notice(msg)
     return path
 
 
-class DirLock:
-    """Exclusive ``flock`` on a directory (created 0700 if missing).
+def private_mount_namespace() -> bool:
+    """Whether this process runs in a mount namespace other than the one it was started
+    from (``ip netns exec``, ``unshare -m``): a bpffs mounted here dies with the namespace.
+    Compares with each ancestor process whose namespace can be read, up to init; False
+    when none can be read."""
+    try:
+        mine = os.stat("/proc/self/ns/mnt").st_ino
+    except OSError:
+        return False
+    pid = os.getppid()
+    for _ in range(64):
+        if pid <= 0:
+            break
+        try:
+            if os.stat(f"/proc/{pid}/ns/mnt").st_ino != mine:
+                return True
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])   # field 4: ppid
+        except (OSError, ValueError, IndexError):
+            break
+    return False
 
-    ``timeout=None`` waits forever; otherwise ConflictError after ``timeout`` s.
+
+def lock_timeout() -> float:
+    """Seconds a ``DirLock`` waits by default: ``$XDP_DISPATCH_LOCK_TIMEOUT`` or 10."""
+    try:
+        value = float(os.environ.get(LOCK_TIMEOUT_ENV, ""))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+    return value if value >= 0 else DEFAULT_LOCK_TIMEOUT
+
+
+def lock_holders(st: os.stat_result) -> list[str]:
+    """Who holds a lock on the file with stat ``st``, from /proc/locks: "pid N (comm)"
+    for each holder visible in our pid namespace (empty when unknown)."""
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    out = []
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 6 or parts[1] == "->" or parts[5] != dev:
+            continue
+        pid = parts[4]
+        try:
+            with open(f"/proc/{int(pid)}/comm") as f:
+                comm = f.read().strip()
+        except (OSError, ValueError):
+            comm = ""
+        who = f"pid {pid} ({comm})" if comm else f"pid {pid}"
+        if who not in out:
+            out.append(who)
+    return out
+
+
+class DirLock:
+    """Exclusive ``flock`` on a trusted directory (created 0700 if missing; refused with
+    UnsafePathError if it is a symbolic link, not owned by root or writable by others).
+
+    Waits at most ``timeout`` seconds (default: ``lock_timeout()``, 10 s unless
+    ``$XDP_DISPATCH_LOCK_TIMEOUT`` says otherwise; ``math.inf`` waits forever), then
+    raises ConflictError naming the lock and, when /proc/locks tells, its holder.
     """
 
     def __init__(self, path: str, *, timeout: float | None = None) -> None:
         self.path = path
-        self.timeout = timeout
+        self.timeout = lock_timeout() if timeout is None else timeout
         self._fd: OwnedFd | None = None
 
     @property
@@ -144,13 +215,14 @@ class DirLock:
         if self._fd is not None:
             raise RuntimeError(f"lock on {self.path} already held by this object")
         try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
-            raw = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            safeio.make_trusted_dir(self.path, what="lock directory")
+            raw = safeio.open_dir(self.path)
         except OSError as exc:
             raise KernelError("open", exc.errno or errno.EIO, subject=self.path,
                               detail="cannot open the lock directory") from exc
         owned = OwnedFd(raw, "lock")
         try:
+            safeio.check_trusted_fd(owned.fd, self.path, what="lock directory")
             self._flock(owned.fd)
         except BaseException:
             owned.close()
@@ -158,13 +230,10 @@ class DirLock:
         self._fd = owned
 
     def _flock(self, fd: int) -> None:
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.timeout
         while True:
             try:
-                if deadline is None:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                else:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except OSError as exc:
                 if exc.errno == errno.EINTR:
@@ -172,11 +241,14 @@ class DirLock:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise KernelError("flock", exc.errno or errno.EIO,
                                       subject=self.path) from exc
-            assert deadline is not None
             if time.monotonic() >= deadline:
-                raise ConflictError(f"{self.path} is locked by another process",
-                                    hint="another xdp-dispatch or libxdp user is working on "
-                                         "this interface; try again")
+                holders = lock_holders(os.fstat(fd))
+                who = f" ({', '.join(holders)})" if holders else ""
+                raise ConflictError(
+                    f"{self.path} is locked by another process{who}; gave up after "
+                    f"{self.timeout:g} s",
+                    hint="another xdp-dispatch or libxdp user is working on this interface; "
+                         f"try again (${LOCK_TIMEOUT_ENV} sets how many seconds to wait)")
             time.sleep(0.05)
 
     def release(self) -> None:
@@ -195,3 +267,101 @@ class DirLock:
     def __exit__(self, exc_type: type[BaseException] | None,
                  exc: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
+
+
+# -- pin directories, without following symbolic links ----------------------------------
+
+check_trusted_dir = safeio.check_trusted_dir
+
+
+def pin_subdirs(dirpath: str) -> list[str]:
+    """Names of the real directories (never symbolic links) in the trusted directory
+    ``dirpath``, sorted; [] if it does not exist. UnsafePathError if it is not trusted."""
+    try:
+        fd = safeio.open_dir(dirpath)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        safeio.check_trusted_dir(dirpath)       # names a symlink or a file in one line
+        raise KernelError("open", exc.errno or errno.EIO, subject=dirpath) from exc
+    try:
+        safeio.check_trusted_fd(fd, dirpath)
+        out = []
+        for name in os.listdir(fd):
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                out.append(name)
+        return sorted(out)
+    finally:
+        os.close(fd)
+
+
+def remove_pin_dir(dirpath: str) -> bool:
+    """Unpin every entry of the pin directory ``dirpath`` and remove it, never following
+    a symbolic link: the directory is opened with O_NOFOLLOW relative to its (trusted)
+    parent and each entry is unlinked relative to that fd (a symbolic link entry is
+    removed, not followed). True if removed; False if missing, or if ``dirpath`` is not a
+    real directory (a symbolic link or a file there is left alone). UnsafePathError if
+    the parent or the directory is not trusted (not root's, or writable by others)."""
+    dirpath = os.path.abspath(dirpath)
+    parent, name = os.path.split(dirpath)
+    try:
+        pfd = safeio.open_dir(parent)
+    except FileNotFoundError:
+        return False
+    try:
+        safeio.check_trusted_fd(pfd, parent)
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            return False
+        try:
+            fd = safeio.open_dir(name, dir_fd=pfd)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return False
+            raise
+        try:
+            safeio.check_trusted_fd(fd, dirpath, what="pin directory")
+            for entry in os.listdir(fd):
+                try:
+                    safeio.unlink_in(fd, entry)
+                except IsADirectoryError:
+                    pass    # not a pin: left, and the directory with it (rmdir fails)
+        finally:
+            os.close(fd)
+        try:
+            os.rmdir(name, dir_fd=pfd)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                return False
+            raise
+        return True
+    finally:
+        os.close(pfd)
+
+
+def check_pin_entry(path: str) -> bool:
+    """Whether a pin exists at ``path`` (a map pinned by name, about to be reused); raise
+    UnsafePathError if it is a symbolic link or not owned by root (someone else put it
+    there for us to trust). Its directory must be trusted (``check_trusted_dir``)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        raise safeio.UnsafePathError(f"refusing {path}: is a symbolic link, not a pinned "
+                                     f"map; remove it (rm {path})")
+    if st.st_uid != 0 and st.st_uid != os.geteuid():
+        raise safeio.UnsafePathError(f"refusing {path}: owned by uid {st.st_uid}, not root; "
+                                     f"remove it (rm {path}) if its contents may be discarded")
+    return True

@@ -13,20 +13,32 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from dispatcher import uapi
 from dispatcher.errors import KernelError, ObjectFileError, VerifierError
 from dispatcher.kernel import bpf
-from dispatcher.kernel.bpffs import remove_created
+from dispatcher.kernel.bpffs import check_pin_entry, check_trusted_dir, remove_created
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.obj.btf_ext import encode_core_relos, encode_func_info, encode_line_info
 from dispatcher.obj.link import LinkedProgram, link_program, referenced_maps
-from dispatcher.obj.spec import MapSpec, ObjectSpec, ProgramSpec
+from dispatcher.obj.spec import MapSpec, ObjectSpec, ProgramSpec, bad_pin_names
 from dispatcher.uapi import BPF_PROG_TYPE_EXT
 
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
 
 # Map types whose key/value BTF ids the kernel refuses (libbpf forces them to 0).
-_NO_BTF_TYPES = {4, 8, 7, 12, 13, 14, 15, 16, 17, 18, 22, 23, 25, 33}
-_PERF_EVENT_ARRAY = 4
+_NO_BTF_TYPES = {uapi.BPF_MAP_TYPE_PERF_EVENT_ARRAY, uapi.BPF_MAP_TYPE_CGROUP_ARRAY,
+                 uapi.BPF_MAP_TYPE_STACK_TRACE, uapi.BPF_MAP_TYPE_ARRAY_OF_MAPS,
+                 uapi.BPF_MAP_TYPE_HASH_OF_MAPS, uapi.BPF_MAP_TYPE_DEVMAP,
+                 uapi.BPF_MAP_TYPE_SOCKMAP, uapi.BPF_MAP_TYPE_CPUMAP, uapi.BPF_MAP_TYPE_XSKMAP,
+                 uapi.BPF_MAP_TYPE_SOCKHASH, uapi.BPF_MAP_TYPE_QUEUE, uapi.BPF_MAP_TYPE_STACK,
+                 uapi.BPF_MAP_TYPE_DEVMAP_HASH, uapi.BPF_MAP_TYPE_ARENA}
+_PERF_EVENT_ARRAY = uapi.BPF_MAP_TYPE_PERF_EVENT_ARRAY
+# Flags the kernel adds by itself when it creates a map of a type: map_info reports them
+# although the object never asked for them. Devmaps (and devmap_hash) get
+# BPF_F_RDONLY_PROG (their lookup returns a pointer to the ifindex). libbpf's
+# map_is_reuse_compat ignores that bit for these types; so do we.
+_KERNEL_ADDED_FLAGS = {uapi.BPF_MAP_TYPE_DEVMAP: uapi.BPF_F_RDONLY_PROG,
+                       uapi.BPF_MAP_TYPE_DEVMAP_HASH: uapi.BPF_F_RDONLY_PROG}
 
 
 @dataclass
@@ -95,6 +107,8 @@ def open_object(spec: ObjectSpec, *, pin_root: str = DEFAULT_PIN_ROOT,
                 only_maps: list[str] | None = None,
                 data_overrides: Mapping[str, bytes] | None = None) -> LoadedObject:
     """Load the object's BTF and create its maps (all, or only those named)."""
+    chosen = [m for m in spec.maps if only_maps is None or m.name in only_maps]
+    check_pin_names(spec, chosen)
     btf_fd = load_btf(spec)
     lo = LoadedObject(spec=spec, btf_fd=btf_fd, maps={})
     try:
@@ -108,6 +122,13 @@ def open_object(spec: ObjectSpec, *, pin_root: str = DEFAULT_PIN_ROOT,
         lo.close()
         raise
     return lo
+
+
+def check_pin_names(spec: ObjectSpec, maps: list[MapSpec]) -> None:
+    """Refuse, before anything is created, a map pinned by name whose name is not one
+    safe path component (a crafted symbol such as ``../../x`` must not pin elsewhere)."""
+    for problem in bad_pin_names(maps):
+        raise ObjectFileError(f"{spec.path}: {problem}")
 
 
 def load_btf(spec: ObjectSpec) -> OwnedFd | None:
@@ -155,15 +176,20 @@ def _create_map(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None) -> OwnedFd
 
 
 def compatibility_diffs(m: MapSpec, info: bpf.MapInfo) -> list[str]:
-    """Differences between a map spec and an existing (pinned) map; empty = reusable."""
+    """Differences between a map spec and an existing (pinned) map; empty = reusable.
+
+    Compares what libbpf's ``map_is_reuse_compat`` compares (type, key and value size,
+    max_entries, map_flags, map_extra); flags the kernel adds to every map of the type
+    (``_KERNEL_ADDED_FLAGS``) are left out of the flags comparison."""
     diffs = []
     max_entries = m.max_entries
     if m.map_type == _PERF_EVENT_ARRAY and max_entries == 0:
         max_entries = bpf.possible_cpus()
+    added = _KERNEL_ADDED_FLAGS.get(m.map_type, 0)
     for label, want, have in (("type", m.map_type, info.type), ("key_size", m.key_size, info.key_size),
                               ("value_size", m.value_size, info.value_size),
                               ("max_entries", max_entries, info.max_entries),
-                              ("map_flags", m.flags, info.map_flags),
+                              ("map_flags", m.flags & ~added, info.map_flags & ~added),
                               ("map_extra", m.map_extra, info.map_extra)):
         if want != have:
             if label == "map_flags":
@@ -180,7 +206,7 @@ def _make_dirs(path: str, created: list[str]) -> None:
     while not os.path.isdir(p) and os.path.dirname(p) != p:
         missing.append(p)
         p = os.path.dirname(p)
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(path, mode=0o755, exist_ok=True)   # umask may narrow it, never widen it
     created.extend(missing)        # deepest first
 
 
@@ -188,7 +214,9 @@ def create_or_reuse(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None, pin_ro
                      lo: LoadedObject, data: bytes | None) -> OwnedFd:
     if m.pinning:
         path = os.path.join(pin_root, m.name)
-        if os.path.exists(path):
+        if os.path.isdir(pin_root):
+            check_trusted_dir(pin_root, what="pin_maps directory")
+        if check_pin_entry(path):
             fd = bpf.obj_get(path)
             try:
                 diffs = compatibility_diffs(m, bpf.map_info(fd.fd))
@@ -213,6 +241,7 @@ def create_or_reuse(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None, pin_ro
         if m.pinning:
             path = os.path.join(pin_root, m.name)
             _make_dirs(pin_root, lo.new_dirs)
+            check_trusted_dir(pin_root, what="pin_maps directory")
             bpf.obj_pin(fd.fd, path)
             lo.new_pins[m.name] = path
     except BaseException:

@@ -702,6 +702,39 @@ class Btf:
             return self
         return Btf(tuple(types), self.strings, self.flags, self.header_ext)._with_strs(self._strs)
 
+    def without_externs(self) -> Btf:
+        """Copy the kernel accepts although the object declares externs (kfuncs, ksyms,
+        kconfig), as libbpf sanitizes object BTF before loading it: a FUNC or VAR with
+        extern linkage ("Invalid func linkage") becomes static, and the ``.ksyms`` /
+        ``.kconfig`` DATASECs, whose entries are no VARs and whose size the ELF file does
+        not give, are emptied (one byte, no entries). Type ids are unchanged. Programs
+        that reference an extern are refused by the linker; this lets the others load."""
+        types = list(self.types)
+        changed = False
+        for tid in range(1, len(types)):
+            t = types[tid]
+            if t.kind == BtfKind.FUNC and t.linkage == FUNC_EXTERN:
+                types[tid] = replace(t, linkage=FUNC_STATIC)
+                # the kernel wants named parameters behind a FUNC ("Invalid arg#N"); an
+                # extern's prototype often has none: name them after the function, as
+                # libbpf does with its placeholder's name
+                proto = types[t.size_or_type]
+                if proto.kind == BtfKind.FUNC_PROTO and any(
+                        p.type_id and not p.name_off for p in proto.params):
+                    types[t.size_or_type] = replace(proto, params=tuple(
+                        BtfParam(t.name, t.name_off, p.type_id) if p.type_id and not p.name_off
+                        else p for p in proto.params))
+            elif t.kind == BtfKind.VAR and t.linkage == VAR_GLOBAL_EXTERN:
+                types[tid] = replace(t, linkage=VAR_STATIC)
+            elif t.kind == BtfKind.DATASEC and t.name in _EXTERN_DATASECS:
+                types[tid] = replace(t, vlen=0, size_or_type=max(t.size_or_type, 1), secinfos=())
+            else:
+                continue
+            changed = True
+        if not changed:
+            return self
+        return Btf(tuple(types), self.strings, self.flags, self.header_ext)._with_strs(self._strs)
+
     # ---------------------------------------------------------------- formatting
     def _name_str(self, name_off: int) -> str:
         # bpftool prints "(anon)" for offset 0 only; other empty names print as ''.

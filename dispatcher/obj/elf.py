@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dispatcher import caches
+from dispatcher import caches, safeio
 from dispatcher.errors import ObjectFileError
 from dispatcher.obj.btf import Btf, BtfFormatError, BtfKind, BtfType
 from dispatcher.obj.btf_ext import BtfExt
@@ -46,6 +46,7 @@ from dispatcher.uapi import (
     BPF_PROG_TYPE_SYSCALL,
     BPF_PROG_TYPE_TRACEPOINT,
     BPF_PROG_TYPE_TRACING,
+    BPF_PROG_TYPE_UNSPEC,
     BPF_PROG_TYPE_XDP,
     BPF_XDP,
     BPF_XDP_CPUMAP,
@@ -89,7 +90,8 @@ _OTHER_PREFIXES: tuple[tuple[str, int], ...] = (
 )
 
 def classify_section(name: str) -> tuple[int, int, int, str] | None:
-    """(prog_type, expected_attach_type, prog_flags, freplace target) for a code section."""
+    """(prog_type, expected_attach_type, prog_flags, freplace target) for a code section;
+    None if the name says nothing about the type (libbpf: "missing BPF prog type")."""
     if name in _XDP_SECTIONS:
         t, a, f = _XDP_SECTIONS[name]
         return t, a, f, ""
@@ -97,6 +99,10 @@ def classify_section(name: str) -> tuple[int, int, int, str] | None:
         if name.startswith(key):
             t, a, f = _XDP_SECTIONS[key[:-1]]
             return t, a, f, ""
+    for legacy, attach in (("xdp_devmap", BPF_XDP_DEVMAP), ("xdp_cpumap", BPF_XDP_CPUMAP)):
+        # libbpf still accepts the pre-1.0 spellings "xdp_devmap/..", "xdp_cpumap/.."
+        if name == legacy or name.startswith(legacy + "/"):
+            return BPF_PROG_TYPE_XDP, attach, 0, ""
     if name == "freplace":
         return BPF_PROG_TYPE_EXT, 0, 0, ""
     if name.startswith("freplace/"):
@@ -170,16 +176,51 @@ caches.register("obj.elf.parsed", _PARSED.clear)
 
 
 def read_bytes(path: str) -> bytes:
-    """An object file's bytes; ObjectFileError names the path when it cannot be read."""
+    """An object file's bytes; ObjectFileError names the path when it cannot be read, is
+    not a regular file (a device or FIFO is never read from) or is larger than
+    ``safeio.MAX_OBJECT_BYTES``. A file others can change is warned about (refused in
+    strict mode) when running as root."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        data, st = safeio.read_regular(path, safeio.MAX_OBJECT_BYTES)
+        safeio.check_input(path, st, ObjectFileError)
+    except safeio.NotRegularError as e:
+        raise ObjectFileError(f"{path}: {e.reason}") from None
     except FileNotFoundError:
         raise ObjectFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ObjectFileError(f"{path}: is a directory, not a BPF object file") from None
     except OSError as e:
+        if _on_bpffs(path):      # a pinned program or link cannot be read (EIO)
+            raise _pinned(path) from None
         raise ObjectFileError(f"{path}: cannot read: {e.strerror}") from None
+    if not data.startswith(b"\x7fELF") and _on_bpffs(path):   # a map pin reads as text
+        raise _pinned(path)
+    return data
+
+
+def _pinned(path: str) -> ObjectFileError:
+    return ObjectFileError(f"{path}: is a pinned BPF object (program, link or map) on bpffs, "
+                           "not an object file",
+                           hint="give the object file (.o) the program was loaded from")
+
+
+def _on_bpffs(path: str) -> bool:
+    """Whether ``path`` lies on a mounted BPF filesystem, by the mount table (this module
+    makes no syscalls beyond reading files)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounts = [ln.split() for ln in f]
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    for fields in mounts:
+        if "-" not in fields:
+            continue
+        point = fields[4].replace("\\040", " ")
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, fstype = point, fields[fields.index("-") + 1]
+    return fstype == "bpf"
 
 
 def read_object(path: str) -> ObjectSpec:
@@ -316,7 +357,7 @@ class _Parser:
         for s in self.symbols:
             if s.type == "STT_OBJECT" and s.bind in ("STB_GLOBAL", "STB_WEAK") and s.shndx >= 0:
                 glob[s.name] = (s.value, s.hidden)
-        btf = btf.fixup_datasecs(sizes, glob)
+        btf = btf.fixup_datasecs(sizes, glob).without_externs()
         ext_sec = self.by_name.get(".BTF.ext")
         ext = BtfExt.parse(ext_sec.data, btf) if ext_sec is not None else None
         return btf, ext
@@ -423,9 +464,9 @@ class _Parser:
         for f in funcs:
             if f.section == ".text":
                 continue
-            cls = classify_section(f.section)
-            if cls is None:
-                continue
+            # A section that names no type still holds a program (listed by inspect; its
+            # type may be chosen with --prog-type / prog_type, as bpftool's "type xdp").
+            cls = classify_section(f.section) or (BPF_PROG_TYPE_UNSPEC, 0, 0, "")
             sec = self.by_name[f.section]
             if (sec.index, f.start * 8) in hidden_or_local:
                 continue  # static function in a program section: a subprogram

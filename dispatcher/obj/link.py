@@ -60,6 +60,22 @@ def referenced_maps(obj: ObjectSpec, prog: ProgramSpec) -> list[str]:
     return seen
 
 
+def extern_problem(obj: ObjectSpec, prog: ProgramSpec) -> str | None:
+    """Why the program (with its subprograms) cannot be linked because it references an
+    extern symbol (a kfunc, ksym or kconfig variable, which this loader does not
+    resolve), or None. The linker refuses with the same words; ``check`` and ``load``
+    ask before any kernel call."""
+    for f in _reachable(obj, prog.function):
+        for r in f.relocs:
+            if r.kind == RelocKind.EXTERN:
+                return _extern_msg(r.symbol)
+    return None
+
+
+def _extern_msg(symbol: str) -> str:
+    return f"references extern symbol '{symbol}' (kfuncs/ksyms/kconfig are not supported)"
+
+
 def _call_target(obj: ObjectSpec, f: FunctionSpec, idx: int, insn: bytes,
                  relocs: Mapping[int, RelocSpec]) -> tuple[str, int] | None:
     """(section, section insn index) a pseudo call / func address at ``idx`` points to."""
@@ -70,6 +86,8 @@ def _call_target(obj: ObjectSpec, f: FunctionSpec, idx: int, insn: bytes,
     r = relocs.get(idx)
     if r is not None and r.kind in (RelocKind.CALL, RelocKind.FUNC_ADDR):
         return r.target_section, r.target_insn
+    if r is not None and r.kind == RelocKind.EXTERN:
+        return None          # a kfunc call: not into this object (see extern_problem)
     if is_call or is_func:
         (imm,) = struct.unpack_from("<i", insn, 4)
         return f.section, f.start + idx + imm + 1
@@ -136,7 +154,7 @@ class _Linker:
                 if r is None:
                     continue
                 if r.kind == RelocKind.EXTERN:
-                    raise self.err(prog, f"references extern symbol '{r.symbol}' (kfuncs/ksyms/kconfig are not supported)")
+                    raise self.err(prog, _extern_msg(r.symbol))
                 if r.kind in (RelocKind.MAP, RelocKind.DATA):
                     if insn[0] != OP_LD_IMM64 or off + 16 > len(buf):
                         raise self.err(prog, f"map reference at insn {idx} of {f.name} is not ld_imm64")

@@ -14,7 +14,7 @@ from dispatcher.errors import ObjectFileError
 from dispatcher.obj.actions import XDP_ACTIONS as XDP_ACTIONS
 from dispatcher.obj.actions import actions_to_names as actions_to_names
 from dispatcher.obj.actions import names_to_actions as names_to_actions
-from dispatcher.record import record
+from dispatcher.record import record, replace
 from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS as BPF_F_XDP_HAS_FRAGS  # for dispatcher/chain
 
 if TYPE_CHECKING:  # annotations only: readers of attached programs need no BTF parser
@@ -26,10 +26,20 @@ if TYPE_CHECKING:  # annotations only: readers of attached programs need no BTF 
 PROG_TYPE_XDP = uapi.BPF_PROG_TYPE_XDP
 PROG_TYPE_EXT = uapi.BPF_PROG_TYPE_EXT
 ATTACH_XDP = uapi.BPF_XDP
+PROG_TYPE_UNSPEC = uapi.BPF_PROG_TYPE_UNSPEC   # the section names no type (libbpf: "missing BPF prog type")
+ATTACH_XDP_DEVMAP = uapi.BPF_XDP_DEVMAP
+ATTACH_XDP_CPUMAP = uapi.BPF_XDP_CPUMAP
 
 #: Map type number -> the name output uses (the enum's name, lower case, as bpftool prints).
 MAP_TYPE_NAMES = {v: k[len("BPF_MAP_TYPE_"):].lower() for k, v in vars(uapi).items()
                   if k.startswith("BPF_MAP_TYPE_")}
+
+# enum bpf_prog_type -> the kernel's (and bpftool's) name of each program type.
+PROG_TYPE_NAMES = {v: k[len("BPF_PROG_TYPE_"):].lower() for k, v in vars(uapi).items()
+                   if k.startswith("BPF_PROG_TYPE_")}
+# Types a user may choose (``--prog-type`` / ``prog_type:``) for a program whose section
+# names none, as ``bpftool prog load ... type xdp`` does; this tool attaches XDP only.
+CHOOSABLE_PROG_TYPES = {"xdp": PROG_TYPE_XDP}
 
 DEFAULT_RUN_PRIO = 50
 DEFAULT_CHAIN_CALL_ACTIONS = 1 << uapi.XDP_PASS
@@ -110,11 +120,86 @@ class ProgramSpec:
 
     @property
     def kind(self) -> str:
-        if self.prog_type == uapi.BPF_PROG_TYPE_EXT:
-            return "ext"
-        if self.prog_type == uapi.BPF_PROG_TYPE_XDP:
-            return "xdp"
-        return f"type{self.prog_type}"
+        """The kernel's name of the program type ("xdp", "ext", "sched_cls", ...);
+        "unknown" when the section names no type."""
+        if self.prog_type == PROG_TYPE_UNSPEC:
+            return "unknown"
+        return PROG_TYPE_NAMES.get(self.prog_type, f"type{self.prog_type}")
+
+    @property
+    def has_run_config(self) -> bool:
+        """Whether libxdp's run config means anything for it (XDP, freplace components
+        and programs that may be loaded as XDP); not for tc, tracing, ... programs."""
+        return self.prog_type in (PROG_TYPE_XDP, PROG_TYPE_EXT, PROG_TYPE_UNSPEC)
+
+    @property
+    def interface_problem(self) -> str | None:
+        """Why this program cannot be attached to an interface's XDP hook (completes
+        "program NAME (section S) ..."), or None if it can. One rule for ``load``,
+        ``inspect``, ``check``, ``plan`` and ``apply``."""
+        if self.prog_type == PROG_TYPE_UNSPEC:
+            return "is in a section that names no program type"
+        if self.prog_type != PROG_TYPE_XDP:
+            return "is not an XDP program"
+        if self.expected_attach_type == ATTACH_XDP_DEVMAP:
+            return "is a devmap program, not attachable to an interface"
+        if self.expected_attach_type == ATTACH_XDP_CPUMAP:
+            return "is a cpumap program, not attachable to an interface"
+        return None
+
+    def as_type(self, type_name: str) -> ProgramSpec:
+        """This program loaded as ``type_name`` (a key of ``CHOOSABLE_PROG_TYPES``), as
+        ``bpftool prog load ... type xdp`` does. Only a program whose section names no type
+        takes a chosen type; one that already has this type is returned as is."""
+        from dispatcher.errors import ObjectFileError
+
+        want = CHOOSABLE_PROG_TYPES.get(type_name)
+        if want is None:
+            raise ObjectFileError(f"unknown program type '{type_name}' (expected one of: "
+                                  f"{', '.join(CHOOSABLE_PROG_TYPES)})")
+        if self.prog_type == want:
+            return self
+        if self.prog_type != PROG_TYPE_UNSPEC:
+            raise ObjectFileError(f"program {self.name} (section {self.section}) is a "
+                                  f"{self.kind} program by its section; a program type can "
+                                  "only be chosen for a program whose section names none")
+        return replace(self, prog_type=want, expected_attach_type=ATTACH_XDP)
+
+
+#: Longest file name (NAME_MAX): a pin name is one path component.
+PIN_NAME_MAX = 255
+
+
+def pin_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the file name of a pin (a map pinned by name lands at
+    ``<pin_maps>/<name>``), or None. A pin name must be one path component made of the
+    characters the kernel allows in object names (letters, digits, '_'), without '.',
+    which bpffs refuses in names; so no '/', no '..', nothing that leaves the directory."""
+    if not name:
+        return "an empty name cannot be pinned"
+    if len(name) > PIN_NAME_MAX:
+        return f"a pin name has at most {PIN_NAME_MAX} characters"
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c == "_"))})
+    if bad:
+        shown = "".join(bad)
+        return f"a pin name may only contain letters, digits and '_' (bpffs refuses '.', " \
+               f"and '/' would leave the pin directory); found {shown!r}"
+    return None
+
+
+def bad_pin_names(maps: tuple[MapSpec, ...] | list[MapSpec], *, pin_all: bool = False
+                  ) -> list[str]:
+    """``map 'NAME' is pinned by name but its name cannot be a pin: WHY`` for each map of
+    ``maps`` pinned by name (every map but global data with ``pin_all``, as ``pin_maps``
+    does) whose name is not a safe pin name."""
+    out = []
+    for m in maps:
+        if m.pinning or (pin_all and m.kind != "data"):
+            problem = pin_name_problem(m.name)
+            if problem:
+                out.append(f"map {m.name!r} is pinned by name but its name cannot be a pin: "
+                           f"{problem}")
+    return out
 
 
 @record
@@ -161,6 +246,19 @@ class ObjectSpec:
     xdp_metadata: bool = False                 # carries the dispatcher's xdp_metadata marker
     dispatcher_version: int = 0
     kern_version: int = 0
+
+    def with_prog_type(self, type_name: str | None) -> ObjectSpec:
+        """The object with ``type_name`` chosen for every program whose section names no
+        type (``--prog-type`` / ``prog_type:``); the object itself for None."""
+        from dispatcher.errors import ObjectFileError
+
+        if type_name is None:
+            return self
+        if type_name not in CHOOSABLE_PROG_TYPES:
+            raise ObjectFileError(f"unknown program type '{type_name}' (expected one of: "
+                                  f"{', '.join(CHOOSABLE_PROG_TYPES)})")
+        return replace(self, programs=tuple(p.as_type(type_name) if p.prog_type == PROG_TYPE_UNSPEC
+                                            else p for p in self.programs))
 
     def program(self, *, name: str | None = None, section: str | None = None) -> ProgramSpec:
         """Select one program by function name or by section (first in that section)."""

@@ -136,3 +136,20 @@ def test_auto_dispatch_on_a_kernel_without_freplace(veth, tmp_path, env) -> None
     st = status(veth.host_if)
     assert st["kind"] == "linked" and [p["name"] for p in st["programs"]] == ["count", "icmp"]
     assert plan(cfg, env)[0] == 0
+
+
+def test_reapply_reuses_a_pinned_devmap(veth, tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+    # A redirecting program with a devmap pinned by name: the second apply (after the
+    # chain was removed, so nothing is answered from the record) reuses the pin although
+    # the kernel reports BPF_F_RDONLY_PROG on it.
+    cfg = write_cfg(tmp_path / "c.yaml", veth.host_if,
+                    [{"name": "fwd", "object": "xdp_redirect_devmap.o", "priority": 10},
+                     {"name": "pass", "object": "xdp_pass.o", "priority": 20}])
+    run_cli("apply", cfg, check=True, env=env)
+    pin = os.path.join(env["LIBXDP_BPFFS"], "tx_port")
+    assert os.path.exists(pin)
+    run_cli("unload", veth.host_if, "--all", check=True, env=env)
+    cp = run_cli("apply", cfg, env=env)
+    assert cp.returncode == 0, cp.stderr
+    assert [p["name"] for p in status(veth.host_if)["programs"]] == ["fwd", "pass"]
+    assert nettools.ping(veth.peer_ip, count=1)

@@ -29,7 +29,7 @@ def pin_dirs(root: str) -> list[str]:
 def components(iface: str, netns: str | None = None) -> list[int]:
     args = ["status", iface, "--json"] + (["--netns", netns] if netns else [])
     st = json.loads(run_cli(*args, check=True).stdout)
-    return [p["id"] for p in st[0]["programs"]]
+    return [p["id"] for p in st["interfaces"][0]["programs"]]
 
 
 def test_clean_keeps_a_chain_attached_in_another_netns(netns_veth, private: str) -> None:  # type: ignore[no-untyped-def]

@@ -196,5 +196,7 @@ def test_bpffs_is_mounted_when_missing(netns_veth) -> None:  # type: ignore[no-u
     try:
         assert cp.returncode == 0, cp.stderr
         assert "mounted bpffs at /sys/fs/bpf" in cp.stderr
+        # a private mount namespace: the user is told that pins made there do not last
+        assert "vanish when it exits" in cp.stderr
     finally:
         run_cli("unload", v.host_if, "--all", check=True)

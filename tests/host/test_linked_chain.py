@@ -343,3 +343,40 @@ def test_lost_race_is_retried_from_observation(private_bpffs: str, tmp_path: obj
             proc.kill()
             proc.communicate()
         dispatcher.unload(v.peer_if, all=True, netns=v.netns)
+
+
+def test_a_bpffs_without_the_chains_pins_keeps_their_maps(private_bpffs: str, tmp_path,  # type: ignore[no-untyped-def]
+                                                          netns_veth: nettools.VethNs) -> None:
+    """Issue 13 (2): a command that sees another bpffs (``ip netns exec`` mounts a fresh
+    one) relinks the chain; the unchanged components keep the maps they run with (a
+    firewall's pinned rule map by id), and the missing pin is reported, not recreated."""
+    import socket
+    import subprocess
+
+    from tests.cli import run_cli
+
+    v = netns_veth
+    _load(v, "xdp_blocklist", "xdp_counter", "xdp_pass", dispatch="linked")
+    pin = os.path.join(private_bpffs, "blocklist")
+    with bpf.obj_get(pin) as m:
+        map_id = bpf.map_info(m.fd).id
+        bpf.map_update(m.fd, (32).to_bytes(4, "little") + socket.inet_aton(v.host_ip), b"\x01")
+    assert not nettools.ping(v.peer_ip, count=1)          # the rule drops the host's pings
+    other = tmp_path / "other-bpffs"
+    other.mkdir()
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(other)], check=True)
+    try:
+        cp = run_cli("unload", v.peer_if, "-n", "xdp_pass", "--netns", v.netns,
+                     env={"LIBXDP_BPFFS": str(other)})
+        assert cp.returncode == 0, cp.stderr
+        assert f"map blocklist (id {map_id}) is not pinned at {other}/blocklist" in cp.stderr
+        assert not os.path.exists(other / "blocklist")   # not recreated, empty, elsewhere
+    finally:
+        subprocess.run(["umount", str(other)], check=True)
+    assert [s["label"] for s in _desc(v)["slots"]] == ["xdp_blocklist", "xdp_counter"]
+    assert _desc(v)["slots"][0]["maps"]["blocklist"] == map_id
+    assert not nettools.ping(v.peer_ip, count=1)          # the rule still holds
+    with bpf.obj_get(pin) as m:                           # and the real pin is the same map
+        assert bpf.map_info(m.fd).id == map_id
+    dispatcher.unload(v.peer_if, all=True, netns=v.netns)
+    assert nettools.ping(v.peer_ip, count=1)              # positive control: it was the rule

@@ -50,6 +50,11 @@ def test_message_not_prefixed_twice_and_netns_named() -> None:
     assert e.message.startswith("apply failed on eth0: busy")
     e = apply._failed_at(XdpDispatchError("busy"), InterfacePlan("eth0", "ns1", "skb"), [])
     assert e.message.startswith("apply failed on eth0 (netns ns1): busy")
+    # the chain layer already named the interface with its netns: not repeated
+    e = apply._failed_at(XdpDispatchError("eth0 (netns ns1): RTM_SETLINK: Invalid argument"),
+                         InterfacePlan("eth0", "ns1", "skb"), [])
+    assert e.message == ("apply failed on eth0 (netns ns1): RTM_SETLINK: Invalid argument "
+                         "(no interface was changed)")
 
 
 def test_an_interface_that_cannot_be_restored_is_named() -> None:

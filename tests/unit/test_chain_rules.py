@@ -206,3 +206,44 @@ def test_settings_round_trip() -> None:
     _o, prog, _d = with_settings(obj, obj.programs[0].name, settings_json(None, None, True))
     assert prog.prog_flags & BPF_F_XDP_HAS_FRAGS
     assert with_settings(obj, obj.programs[0].name, "")[2] is None
+
+
+# ------------------------------------------------------------------ names (unload -n)
+
+def test_names_of_a_freplace_chain_become_ids() -> None:
+    st = dispatcher_state(comp(0, "a", 11, 10), comp(1, "b", 12, 20))
+    r = rules.resolve_names(st, req(remove_names={"b"}))  # type: ignore[arg-type]
+    assert r.remove_ids == {12} and not r.remove_names
+    assert rules.choose_backend(st, r, never) == "freplace"
+
+
+def test_a_name_two_components_share_is_refused_with_the_ids() -> None:
+    st = dispatcher_state(comp(0, "a", 11, 10), comp(1, "a", 12, 20))
+    with pytest.raises(UsageError, match=r"2 components are named 'a' \(ids 11, 12\)") as e:
+        rules.resolve_names(st, req(remove_names={"a"}))  # type: ignore[arg-type]
+    assert e.value.hint == "xdp-dispatch unload eth0 -i ID"
+    with pytest.raises(UsageError, match=r"no component named 'z' in the chain \(components: a, a\)"):
+        rules.resolve_names(st, req(remove_names={"z"}))  # type: ignore[arg-type]
+
+
+def test_a_program_attached_directly_goes_by_its_name() -> None:
+    r = rules.resolve_names(LEGACY, req(remove_names={"xdp_prog_full"}))  # type: ignore[arg-type]
+    assert r.remove_all and not r.remove_names
+    with pytest.raises(UsageError, match=r"no program named 'x' is attached \(attached directly: "
+                       r"xdp_prog_full, id 7\)"):
+        rules.resolve_names(LEGACY, req(remove_names={"x"}))  # type: ignore[arg-type]
+
+
+def test_linked_chains_keep_names() -> None:
+    r = req(remove_names={"a"})
+    assert rules.resolve_names(LINKED, r) is r  # type: ignore[arg-type]
+
+
+def test_second_program_without_freplace_hints_at_loading_both_linked() -> None:
+    with pytest.raises(ForeignStateError) as e:
+        rules.check_freplace(LEGACY, req(add=[new()]), lambda: (False, "EPERM"))  # type: ignore[arg-type]
+    assert "load the programs together (xdp-dispatch load eth0 A.o B.o)" in (e.value.hint or "")
+    with pytest.raises(ForeignStateError) as e:
+        rules.check_freplace(LEGACY, req(add=[new()]), lambda: (True, ""))  # type: ignore[arg-type]
+    assert e.value.hint == ("remove it first (xdp-dispatch unload eth0 --all), or pass --force "
+                            "to replace it")

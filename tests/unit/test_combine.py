@@ -191,6 +191,22 @@ def test_license_and_frags_policy() -> None:
     assert combine.chain_license([dual, fr]) == "GPL"
 
 
+def test_component_without_license_is_named_before_loading() -> None:
+    gpl, nolic = comp(example("xdp_counter")), comp(example("xdp_no_license"))
+    assert nolic.obj.license == ""
+    for order in ([gpl, nolic], [nolic, gpl]):
+        with pytest.raises(combine.LinkError) as ei:
+            combine.check_components(order)
+        msg = ei.value.message
+        assert msg.startswith(f"xdp_no_license ({nolic.obj.path}): program xdp_no_license has "
+                              "no license"), msg
+        assert "GPL component xdp_counter" in msg
+    # without a GPL component the chain has the license each would have alone
+    combine.check_components([nolic])
+    prop = replace(gpl, obj=replace(gpl.obj, license="Proprietary"))
+    combine.check_components([prop, nolic])
+
+
 def test_sort_keeps_existing_before_new_on_ties() -> None:
     a = comp(example("xdp_pass"), prio=20, kept=1)
     b = comp(example("xdp_pass_long"), prio=20)      # new, same name: after the kept one

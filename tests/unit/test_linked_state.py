@@ -56,6 +56,8 @@ def test_status_json_and_table_of_a_linked_chain() -> None:
             for p in progs] == [(0, "xdp_counter", None, None, 10, ["XDP_PASS"]),
                                 (1, "xdp_drop_icmp", None, None, 20, ["XDP_DROP", "XDP_PASS"])]
     assert progs[0]["object"] == example("xdp_counter")
+    # map ids per component, from the description (no bpftool needed to find them)
+    assert progs[0]["maps"] == {"counters": 7} and progs[1]["maps"] == {}
     text = status_text([st])
     assert "xdp_chain         skb      42   00112233445566aa  (linked chain)" in text
     assert " =>              10     xdp_counter               -    -                 XDP_PASS" \

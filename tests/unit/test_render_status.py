@@ -102,3 +102,26 @@ def test_linked_chain_rows_and_managed_by() -> None:
     assert [p["id"] for p in js["programs"]] == [None, None]
     assert [p["managed_by"] for p in js["programs"]] == ["/etc/xdp-dispatch/config.yaml",
                                                          "xdp-dispatch"]
+
+
+def test_long_names_keep_the_columns_aligned() -> None:
+    cfg = protocol.decode_config(protocol.encode_config(2, [10, 50], [4, 4], [0, 0], False))
+    long_comp = "a_component_with_a_long_name"
+    st = InterfaceState(
+        "veth-with-long-name", 3, "skb", "dispatcher",
+        main=_prog(123456, "xdp_dispatcher", "90f686eb86991928"),
+        dispatcher=DispatcherInfo(123456, 2, False), config=cfg,
+        programs=(Component(0, long_comp, 1234567, "3b185187f1855c4c", 10, ("XDP_PASS",), False),
+                  Component(1, "xdp_pass", 21, "3b185187f1855c4c", 50, ("XDP_PASS",), False)))
+    lines = status_text([st, InterfaceState("lo", 1, None, "none")], {21: "x.yaml"}).splitlines()
+    header, rule, main, c0, c1 = lines[2:7]
+    # every column starts where its header starts, whatever the name lengths
+    for col in ("Prio", "Program name", "Mode", "ID", "Tag", "Chain actions", "Managed by"):
+        assert col in header
+    tag_at, id_at = header.index("Tag"), header.index("ID")
+    assert main.index("90f686eb86991928") == tag_at
+    assert c0.index("3b185187f1855c4c") == c1.index("3b185187f1855c4c") == tag_at
+    assert main.index("123456") == c0.index("1234567") == c1.index("21") == id_at
+    assert c0.index(long_comp) == c1.index("xdp_pass") == header.index("Program name") + 1
+    assert c1.index("x.yaml") == header.index("Managed by")
+    assert len(rule) >= len(header) and set(rule) == {"-"}

@@ -18,11 +18,11 @@ from dispatcher.chain import protocol
 from dispatcher.chain.backend import Attempt
 from dispatcher.chain.freplace import plan as planning
 from dispatcher.chain.model import ChangeRequest, ChangeResult
-from dispatcher.chain.pending import PendingChange, protocol_lock, remove_pin_dir
+from dispatcher.chain.pending import PendingChange, protocol_lock
 from dispatcher.chain.state import InterfaceState
 from dispatcher.errors import KernelError, NotSupportedError, XdpDispatchError
 from dispatcher.kernel import bpf, probes
-from dispatcher.kernel.bpffs import remove_created
+from dispatcher.kernel.bpffs import remove_created, remove_pin_dir
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS
 

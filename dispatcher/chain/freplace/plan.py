@@ -42,7 +42,7 @@ def plan(st: InterfaceState, req: ChangeRequest,
     """The new chain for ``req`` on ``st``. ``freplace()`` answers (supported, detail) and
     is asked only when a dispatcher must be built and none with components is attached
     (one with components proves the kernel takes extensions)."""
-    rules.check_freplace(st, req)
+    rules.check_freplace(st, req, freplace)
     members: list[Member] = []
     if st.kind == "dispatcher" and not req.remove_all:
         upd = req.updates

@@ -52,7 +52,8 @@ class LinkedBackend:
         comps = combine.sort_components(kept + new)
         with protocol_lock(req.root):      # from creating pins to the swap (see pending.py)
             built = build.build(comps, pin_root=req.root, old=plan.description,
-                                verifier_log=at.verifier_log, stats=plan.stats)
+                                verifier_log=at.verifier_log, notice=at.notice,
+                                stats=plan.stats)
             at.held.callback(built.close)
             try:
                 failpoints.hit("linked_built", req.iface)

@@ -8,12 +8,13 @@ description map, and loads the combined program.
 from __future__ import annotations
 
 import errno
-import hashlib
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from dispatcher import safeio
 from dispatcher.chain import description
 from dispatcher.chain import stats as chain_stats
 from dispatcher.chain.description import ChainDescription, SlotDescription
@@ -42,12 +43,9 @@ __all__ = ["BuiltChain", "build", "components_from_description", "create_descrip
 
 
 def file_sha256(path: str) -> str:
-    """Hex prefix of the file's sha256 (identifies the object a slot was linked from)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 16), b""):
-            h.update(chunk)
-    return h.hexdigest()[:SHA_PREFIX]
+    """Hex prefix of the file's sha256 (identifies the object a slot was linked from);
+    a device, FIFO or oversized file is an OSError, never read."""
+    return safeio.file_sha256(path)[:SHA_PREFIX]
 
 
 @dataclass
@@ -84,9 +82,22 @@ def _old_slot(old: ChainDescription | None, c: combine.LinkComponent) -> SlotDes
     return s
 
 
+def _pinned_map_id(path: str) -> int | None:
+    """The id of the map pinned at ``path`` (None: no such pin, or not a map)."""
+    try:
+        with bpf.obj_get(path) as fd:
+            return bpf.map_info(fd.fd).id
+    except (KernelError, OSError):
+        return None
+
+
 def _open_component(c: combine.LinkComponent, pin_root: str, old: ChainDescription | None,
-                    carried: list[str]) -> loader.LoadedObject:
-    """Create (or reuse) the maps one component references."""
+                    carried: list[str], lost_pins: list[str]) -> loader.LoadedObject:
+    """Create (or reuse) the maps one component references. A kept component keeps the
+    maps it runs with (by id), pinned ones included: when its pin is missing from the
+    bpffs we see (another mount namespace's, as under ``ip netns exec``, or removed by
+    someone), the chain goes on with the same map and ``lost_pins`` says so; the pin
+    is not recreated (that would fork the map's state into an empty copy)."""
     spec = c.obj
     names = referenced_maps(spec, c.prog)
     prev = _old_slot(old, c)
@@ -98,6 +109,19 @@ def _open_component(c: combine.LinkComponent, pin_root: str, old: ChainDescripti
             if m.name not in names:
                 continue
             mid = prev_ids.get(m.name)
+            if mid is not None and m.pinning and not m.freeze:
+                path = os.path.join(c.pin_dir or pin_root, m.name)
+                pinned = _pinned_map_id(path)
+                if pinned != mid:
+                    fd = _reopen(mid, m)
+                    if fd is not None:
+                        lo.maps[m.name] = fd
+                        carried.append(m.name)
+                        lost_pins.append(
+                            f"{c.label}: map {m.name} (id {mid}) is not pinned at {path} "
+                            + ("(no such pin)" if pinned is None else f"(map {pinned} is)")
+                            + "; the chain keeps using map " + str(mid))
+                        continue
             if mid is not None and not m.pinning and not m.freeze:
                 fd = _reopen(mid, m)
                 if fd is not None:
@@ -214,7 +238,8 @@ def _blame(comb: combine.CombinedProgram, log: str) -> str:
 
 def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
           old: ChainDescription | None = None,
-          verifier_log: list[str] | None = None, stats: bool = False) -> BuiltChain:
+          verifier_log: list[str] | None = None,
+          notice: Callable[[str], None] | None = None, stats: bool = False) -> BuiltChain:
     """Check, create maps, link and load a chain of ``comps`` (given in slot order).
     ``stats``: main counts each component's verdicts (``dispatcher.chain.stats``)."""
     mode, checks = combine.check_components(comps, stats)   # before touching the kernel
@@ -232,12 +257,13 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
                                 "hands to the kernel; this needs Linux >= 5.17")
     new_pins: list[str] = []
     carried: dict[str, list[str]] = {}
+    lost: list[str] = []
     with ExitStack() as stack:
         los = []
         try:
             for c in comps:
                 keep: list[str] = []
-                lo = _open_component(c, pin_root, old, keep)
+                lo = _open_component(c, pin_root, old, keep, lost)
                 stack.callback(lo.close)
                 new_pins.extend(lo.created())
                 los.append(lo)
@@ -261,6 +287,9 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
         except BaseException:
             remove_created(new_pins)
             raise
+    if notice:
+        for line in lost:
+            notice(line)
     return BuiltChain(prog, comb, doc, tuple(comps), new_pins, carried)
 
 

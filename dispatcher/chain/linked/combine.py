@@ -198,6 +198,23 @@ def _analyse(c: LinkComponent, lp: LinkedProgram) -> ComponentCheck:
                           len(referenced_maps(c.obj, c.prog)), has_btf, callbacks, tail_calls)
 
 
+def _check_licenses(comps: Sequence[LinkComponent]) -> None:
+    """A chain is one program with one license (``chain_license``): a component without
+    any license next to a GPL one would make the chain non-GPL, and the kernel would then
+    refuse the GPL component's GPL-only helper calls with a verifier error that names the
+    GPL component. Refuse up front, naming the component that has no license."""
+    gpl = next((c for c in comps if c.obj.license in _GPL_COMPATIBLE), None)
+    if gpl is None:
+        return          # no GPL component: the chain's license is what each would have alone
+    for c in comps:
+        if not c.obj.license:
+            raise LinkError(f"{c.where()}: program {c.prog.name} has no license (no "
+                            f"\"license\" section); linked with GPL component {gpl.label}, the "
+                            "chain would not be GPL-compatible and the kernel would refuse "
+                            "its GPL-only helper calls (add char _license[] SEC(\"license\") = "
+                            "\"GPL\"; or a compatible license to its source)")
+
+
 def check_components(comps: Sequence[LinkComponent], stats: bool = False
                      ) -> tuple[str, list[ComponentCheck]]:
     """Up-front checks (no kernel needed). Returns (BTF mode, per-component measures) or
@@ -208,6 +225,7 @@ def check_components(comps: Sequence[LinkComponent], stats: bool = False
     if len(comps) > MAX_COMPONENTS:
         raise LinkError(f"{len(comps)} programs requested; a linked chain holds at most "
                         f"{MAX_COMPONENTS} (like libxdp's dispatcher)")
+    _check_licenses(comps)
     checks = []
     for c in comps:
         p = c.prog
