@@ -164,9 +164,9 @@ def test_status_json_gives_each_linked_component_its_map_ids(veth, env) -> None:
         assert bpf.map_info(fd.fd).name == "counters"
 
 
-def _cfg(path, iface: str, programs: list[dict]) -> str:  # type: ignore[no-untyped-def,type-arg]
+def _cfg(path, iface: str, programs: list[dict], **extra: str) -> str:  # type: ignore[no-untyped-def,type-arg]
     path.write_text(yaml.safe_dump({"version": 1, "interfaces": [
-        {"name": iface, "mode": "skb", "programs": programs}]}))
+        {"name": iface, "mode": "skb", **extra, "programs": programs}]}))
     return str(path)
 
 
@@ -189,11 +189,12 @@ def test_plan_and_apply_refuse_before_the_kernel(veth, env, tmp_path, obj, prog)
 def test_apply_with_prog_type_and_rebuild(veth, env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     progs = [{"name": "tx", "object": example("xdp_tx_section"), "prog_type": "xdp", "priority": 10},
              {"name": "pass", "object": example("xdp_pass"), "priority": 20}]
-    cfg = _cfg(tmp_path / "c.yaml", veth.host_if, progs)
+    # a linked chain on every kernel: its rebuild redoes the chosen type from the settings
+    cfg = _cfg(tmp_path / "c.yaml", veth.host_if, progs, dispatch="linked")
     run_cli("apply", cfg, check=True, env=env)
     assert [p["name"] for p in _status(veth.host_if)["programs"]] == ["tx", "pass"]
     progs[1]["priority"] = 5            # rebuild: "tx" is kept and relinked
-    _cfg(tmp_path / "c.yaml", veth.host_if, progs)
+    _cfg(tmp_path / "c.yaml", veth.host_if, progs, dispatch="linked")
     cp = run_cli("apply", cfg, env=env)
     assert cp.returncode == 0, cp.stderr
     assert [p["name"] for p in _status(veth.host_if)["programs"]] == ["pass", "tx"]
