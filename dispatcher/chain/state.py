@@ -158,7 +158,7 @@ def components_from_config(cfg: protocol.DispatcherConfig,
         comps.append(Component(
             slot=slot, name=p.full_name, id=p.id, tag=p.tag, priority=cfg.run_prios[slot],
             chain_call_actions=actions_to_names(cfg.chain_call_actions[slot] & 0x7FFFFFFF),
-            frags=bool(cfg.program_flags[slot] & protocol.BPF_F_XDP_HAS_FRAGS),
+            frags=cfg.slot_frags(slot),
             load_time=p.load_time, xlated_insns=p.xlated_insns))
     return tuple(comps), tuple(problems)
 
