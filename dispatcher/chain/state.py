@@ -8,6 +8,7 @@ rules, so they can be tested without a kernel.
 from __future__ import annotations
 
 from dispatcher.chain import protocol
+from dispatcher.chain.versions import LibxdpCompat, libxdp_compat
 from dispatcher.obj.actions import actions_to_names
 from dispatcher.record import record
 
@@ -73,9 +74,12 @@ class DispatcherInfo:
     tag: str = ""
     ours: bool | None = None
     pin_dir: str = ""
+    devbound: bool = False
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"id": self.id, "version": self.version, "frags": self.frags}
+        if self.version >= 3 and self.name == protocol.DISPATCHER_NAME:
+            out["devbound"] = self.devbound
         if self.name != protocol.DISPATCHER_NAME:          # a linked chain's main program
             out.update(name=self.name, tag=self.tag)
         return out
@@ -98,7 +102,15 @@ class InterfaceState:
     error: str | None = None               # could not be read at all
     description: dict[str, object] | None = None   # linked chains: the description map
 
+    def libxdp(self) -> LibxdpCompat | None:
+        """Which libxdp releases read / extend this interface's dispatcher (None unless it
+        is a libxdp-protocol dispatcher)."""
+        if self.kind != "dispatcher" or self.config is None:
+            return None
+        return libxdp_compat(self.config.version, self.config.size, self.config.is_xdp_devbound)
+
     def to_json(self) -> dict[str, object]:
+        compat = self.libxdp()
         return {
             "name": self.name, "ifindex": self.ifindex, "mode": self.mode, "kind": self.kind,
             "dispatcher": self.dispatcher.to_json() if self.dispatcher else None,
@@ -107,6 +119,8 @@ class InterfaceState:
                      if self.main and self.kind == "legacy" else None),
             "problems": list(self.problems),
             "error": self.error,
+            "dispatcher_version": self.config.version if compat and self.config else None,
+            "libxdp": compat.to_json() if compat else None,
         }
 
 
