@@ -52,6 +52,12 @@ def test_status_says_version_and_libxdp() -> None:
     assert js[1]["dispatcher"] == {"id": 10, "version": 3, "frags": False, "devbound": False}
     assert js[0]["dispatcher"] == {"id": 10, "version": 2, "frags": False}   # keys unchanged
     assert js[2]["dispatcher_version"] is None and js[2]["libxdp"] is None
+    # a linked chain is one plain program to libxdp: no dispatcher version, no libxdp info
+    linked = InterfaceState("veth1", 4, "skb", "linked", main=_prog(77, "xdp_chain"),
+                            dispatcher=DispatcherInfo(77, 1, False, name="xdp_chain"))
+    (lj,) = status_json([linked])
+    assert lj["dispatcher_version"] is None and lj["libxdp"] is None
+    assert "libxdp" not in status_text([linked])
     lines = status_text([_state(3)]).splitlines()
     assert lines[6] == (" " * 19 + "dispatcher v3: read by libxdp 1.6.0 and later, "
                         "extended by 1.6.0 and later")
