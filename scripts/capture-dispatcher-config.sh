@@ -17,7 +17,8 @@
 # with tests/vm/libxdp_attach.c (per-program frags support; 1.6.3: a device-bound
 # dispatcher), and the dispatcher's config map value (key 0) is written, with
 # bpftool, to OUTDIR/NAME.hex together with OUTDIR/NAME.status (xdp-loader
-# status) and OUTDIR/NAME.map.json. Default kernel: the newest
+# status), OUTDIR/NAME.map.json, and for the xdp-loader and device-bound chains
+# xdp-dispatch's own reading (OUTDIR/NAME.ours.txt, .ours.json). Default kernel: the newest
 # /boot/vmlinuz-6.12.*-amd64.
 # Run under `flock /tmp/xdp-vm.lock` (the VM tier's lock).
 set -uo pipefail
@@ -38,6 +39,14 @@ print("".join(b[2:] if b.startswith("0x") else b for b in v))' >"$out/$name.hex"
     "${loader[@]}" status xfix0 >"$out/$name.status" 2>&1
     echo "guest: $name: dispatcher prog $prog map $map, $(( $(wc -c <"$out/$name.hex") / 2 )) bytes"
     cat "$out/$name.status"
+    # and how xdp-dispatch reads the same chain (slow under emulation: xdp-loader's and
+    # the device-bound chains only)
+    case $name in
+        *-xdp-loader|*-devbound)
+            "$REPO/.venv/bin/xdp-dispatch" status xfix0 >"$out/$name.ours.txt" 2>&1
+            "$REPO/.venv/bin/xdp-dispatch" status xfix0 --json >"$out/$name.ours.json" 2>&1
+            cat "$out/$name.ours.txt" ;;
+    esac
 }
 
 # $1: fixture name; the rest: the command that builds the chain on xfix0.
