@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 // bpf-cc-flags: -mcpu=v3
 /*
- * xdp-dispatch's multi-program dispatcher, protocol version 2.
+ * xdp-dispatch's multi-program dispatcher, protocol version 2 (dispatcher_v3.c
+ * builds the same source as version 3: one more config byte, is_xdp_devbound).
  *
  * Written for xdp-dispatch from the protocol's published facts (layout,
  * constants, semantics); it is byte-compatible with what libxdp expects of a
@@ -29,7 +30,9 @@
 #include <bpf/bpf_helpers.h>
 
 #define XDP_DISPATCHER_MAGIC 236
+#ifndef XDP_DISPATCHER_VERSION
 #define XDP_DISPATCHER_VERSION 2
+#endif
 #define XDP_DISPATCHER_RETVAL 31
 #define MAX_SLOTS 10
 
@@ -41,6 +44,9 @@ struct xdp_dispatcher_config {
 	__u32 chain_call_actions[MAX_SLOTS]; /* bit N: continue on action N */
 	__u32 run_prios[MAX_SLOTS];       /* priority of each slot */
 	__u32 program_flags[MAX_SLOTS];   /* BPF_F_XDP_HAS_FRAGS per component */
+#if XDP_DISPATCHER_VERSION >= 3
+	__u8 is_xdp_devbound;             /* loaded with BPF_F_XDP_DEV_BOUND_ONLY */
+#endif
 };
 
 /* Version marker for readers that look at BTF rather than the magic byte. */

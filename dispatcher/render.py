@@ -238,6 +238,9 @@ def status_text(states: list[Any], managed: Mapping[int, str | None] | None = No
                 # A linked chain's slots are ours by construction; the description says
                 # which config file (if any) put them there.
                 labels[len(out) - 1] = _linked_manager(c)
+        compat = st.libxdp() if is_disp else None
+        if compat is not None:
+            out.append(f"{'':16s}   {compat.describe(st.dispatcher.version)}")
         for p in st.problems:
             out.append(f"{'':{wi}s} ! {p}")
     if packets:              # a column after the chain actions, before "Managed by"

@@ -172,7 +172,7 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
     assert cfg is not None
     pdir = protocol.pin_dir(root, xs.ifindex, main.id) if root else ""
     disp = DispatcherInfo(id=main.id, version=cfg.version, frags=cfg.is_xdp_frags, tag=main.tag,
-                          pin_dir=pdir)
+                          pin_dir=pdir, devbound=cfg.is_xdp_devbound)
     problems: list[str] = []
     if cfg.version > protocol.VERSION:
         problems.append(f"dispatcher version {cfg.version} is newer than the version this tool "

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dispatcher.chain import protocol
+from dispatcher.chain.versions import LibxdpCompat, libxdp_compat
 from dispatcher.obj.actions import actions_to_names
 from dispatcher.record import record
-from dispatcher.uapi import BPF_F_RDONLY_PROG, BPF_F_XDP_HAS_FRAGS
+from dispatcher.uapi import BPF_F_RDONLY_PROG
 
 if TYPE_CHECKING:  # the description (and json) only where a linked chain is read
     from dispatcher.chain.description import ChainDescription
@@ -85,9 +86,12 @@ class DispatcherInfo:
     tag: str = ""
     ours: bool | None = None
     pin_dir: str = ""
+    devbound: bool = False
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"id": self.id, "version": self.version, "frags": self.frags}
+        if self.version >= 3 and self.name == protocol.DISPATCHER_NAME:
+            out["devbound"] = self.devbound
         if self.name != protocol.DISPATCHER_NAME:          # a linked chain's main program
             out.update(name=self.name, tag=self.tag)
         return out
@@ -110,7 +114,15 @@ class InterfaceState:
     error: str | None = None               # could not be read at all
     description: ChainDescription | None = None    # linked chains: the description map
 
+    def libxdp(self) -> LibxdpCompat | None:
+        """Which libxdp releases read / extend this interface's dispatcher (None unless it
+        is a libxdp-protocol dispatcher)."""
+        if self.kind != "dispatcher" or self.config is None:
+            return None
+        return libxdp_compat(self.config.version, self.config.size, self.config.is_xdp_devbound)
+
     def to_json(self) -> dict[str, object]:
+        compat = self.libxdp()
         return {
             "name": self.name, "ifindex": self.ifindex, "mode": self.mode, "kind": self.kind,
             "dispatcher": self.dispatcher.to_json() if self.dispatcher else None,
@@ -119,6 +131,8 @@ class InterfaceState:
                      if self.main and self.kind == "legacy" else None),
             "problems": list(self.problems),
             "error": self.error,
+            "dispatcher_version": self.config.version if compat and self.config else None,
+            "libxdp": compat.to_json() if compat else None,
         }
 
 
@@ -170,7 +184,7 @@ def components_from_config(cfg: protocol.DispatcherConfig,
         comps.append(Component(
             slot=slot, name=p.full_name, id=p.id, tag=p.tag, priority=cfg.run_prios[slot],
             chain_call_actions=actions_to_names(cfg.chain_call_actions[slot] & 0x7FFFFFFF),
-            frags=bool(cfg.program_flags[slot] & BPF_F_XDP_HAS_FRAGS),
+            frags=cfg.slot_frags(slot),
             load_time=p.load_time, xlated_insns=p.xlated_insns))
     return tuple(comps), tuple(problems)
 

@@ -253,8 +253,9 @@ def create_or_reuse(spec: ObjectSpec, m: MapSpec, btf_fd: OwnedFd | None, pin_ro
 def load_program(lo: LoadedObject, prog: ProgramSpec, *, prog_type: int | None = None,
                  prog_flags: int | None = None, attach_prog_fd: int | None = None,
                  attach_btf_id: int = 0, verifier_log: list[str] | None = None,
-                 log_level: int = 0, name: str | None = None) -> Program:
-    """Link and load one program of an opened object."""
+                 log_level: int = 0, name: str | None = None, prog_ifindex: int = 0) -> Program:
+    """Link and load one program of an opened object. ``prog_ifindex`` with
+    BPF_F_XDP_DEV_BOUND_ONLY in ``prog_flags`` binds an XDP program to that device."""
     spec = lo.spec
     missing = [n for n in referenced_maps(spec, prog) if n not in lo.maps]
     if missing:
@@ -277,7 +278,7 @@ def load_program(lo: LoadedObject, prog: ProgramSpec, *, prog_type: int | None =
     try:
         fd = bpf.prog_load(
             ptype, linked.insns, license, name=(name or prog.name)[:15], prog_flags=flags,
-            expected_attach_type=expected,
+            expected_attach_type=expected, prog_ifindex=prog_ifindex,
             btf_fd=lo.btf_fd.fd if use_btf and lo.btf_fd is not None else None,
             func_info=encode_func_info(linked.func_info) if use_btf else b"",
             line_info=encode_line_info(linked.line_info) if use_btf else b"",

@@ -59,10 +59,10 @@ def test_yaml_bombs_and_depth_are_refused_fast(tmp_path: Path, text: str, where:
                                                what: str) -> None:
     """Aliases expanded to 2.7 GB in 58 s; self-references and 5000 levels were
     RecursionError. Now: refused with file:line:col, exit 2, in well under a second."""
-    t0 = time.monotonic()
+    t0 = time.process_time()      # CPU time: the test machine may be busy with a VM
     with pytest.raises(ConfigError) as ei:
         parse_config(text, "c.yaml", str(tmp_path))
-    assert time.monotonic() - t0 < 0.8
+    assert time.process_time() - t0 < 0.8
     assert ei.value.message.startswith("c.yaml" + where) and what in ei.value.message, \
         ei.value.message
     cp = run_cli("check", _write(tmp_path, text), timeout=20)

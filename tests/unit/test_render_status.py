@@ -21,7 +21,8 @@ def test_layout_matches_xdp_loader() -> None:
     none = InterfaceState("lo", 1, None, "none")
     text = status_text([st, none])
     # The lines below are xdp-loader 1.3.1's output (shared/reference/machines.md), plus our
-    # protocol-version note at the end of the dispatcher row.
+    # protocol-version note at the end of the dispatcher row and, after the chain, which
+    # libxdp releases read / extend it.
     assert text.splitlines() == [
         "CURRENT XDP PROGRAM STATUS:",
         "",
@@ -30,6 +31,7 @@ def test_layout_matches_xdp_loader() -> None:
         "veth0                  xdp_dispatcher    skb      10   90f686eb86991928  (dispatcher v2)",
         " =>              50     xdp_p0                    19   3b185187f1855c4c  XDP_PASS",
         " =>              50     xdp_p1                    21   3b185187f1855c4c  XDP_PASS",
+        "                   dispatcher v2: read by libxdp 1.3.0 and later, extended by 1.3.0 to 1.5.8",
         "lo                     <No XDP program loaded!>",
         "",
     ]
@@ -66,6 +68,7 @@ def test_managed_by_column_and_json() -> None:
         "           /etc/xdp-dispatch/config.yaml",
         " =>              50     xdp_pass                  21   3b185187f1855c4c  XDP_DROP,XDP_PASS"
         "  -",
+        "                   dispatcher v2: read by libxdp 1.3.0 and later, extended by 1.3.0 to 1.5.8",
         "veth1                  xdp_pass          skb      30   0000000000000000"
         "                     xdp-dispatch",
         "",
