@@ -65,6 +65,7 @@ class Receiver:
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.seen: list[int] = []
+        self.when: list[float] = []          # time.monotonic() of each arrival
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -75,6 +76,7 @@ class Receiver:
                 data = self.sock.recv(64)
             except TimeoutError:
                 continue
+            self.when.append(time.monotonic())
             self.seen.append(int.from_bytes(data[:8], "big"))
 
     def wait_for(self, n: int, timeout: float = 60) -> None:
@@ -143,7 +145,9 @@ def test_upgrade_one_of_five_under_traffic(veth: nettools.VethNs, tmp_path: Path
     try:
         recv.wait_for(200)
         during = len(recv.seen)
+        t0 = time.monotonic()
         cp = run_cli("apply", cfg)
+        t1 = time.monotonic()
         assert cp.returncode == 0, cp.stderr
         recv.wait_for(len(recv.seen) + 200)
     finally:
@@ -155,6 +159,10 @@ def test_upgrade_one_of_five_under_traffic(veth: nettools.VethNs, tmp_path: Path
     assert sorted(recv.seen) == list(range(sent)), \
         f"sent {sent}, received {len(recv.seen)} ({sent - len(set(recv.seen))} lost); {err}"
     assert during > 0 and sent > during + 200   # traffic flowed before, during and after
+    # Measured, not assumed: packets arrived before apply began, while it ran, and after.
+    assert min(recv.when) < t0 and max(recv.when) > t1, (min(recv.when), t0, t1, max(recv.when))
+    inside = sum(1 for w in recv.when if t0 <= w <= t1)
+    assert inside > 0, f"no packet arrived during the {t1 - t0:.2f}s apply"
 
     disp1, after = chain_ids(iface)
     assert disp1 != disp0
