@@ -7,7 +7,7 @@
 #   scripts/mutation.sh FILE...         just these files (paths under dispatcher/)
 #
 # Works in a scratch copy (.mutation/, git-ignored) so the worktree never holds mutants;
-# mutmut's cache there makes a rerun after a small change fast. Prints one score line per
+# each run starts from scratch (mutmut's cache ignores test changes). Prints one score line per
 # module: killed / (killed + survived + timeouts...) over the mutants mutmut made there.
 # config/model.py is scored over its error-mark functions only (MARK_FUNCS): the rest of
 # that file is pydantic declarations tested by the config tests, not the mark logic.
@@ -49,6 +49,9 @@ fi
 
 # A scratch copy of what the unit tier needs (the package, tests, objects it reads).
 mkdir -p "$WORK"
+# mutmut's cache keys results on the mutated source only: a run after the tests changed
+# would report stale verdicts, so every run starts from scratch.
+rm -rf "${WORK:?}/mutants"
 COPY=(dispatcher tests bpf configs scripts README.md)
 for c in "${COPY[@]}"; do rm -rf "${WORK:?}/$c"; done
 cp -a "${COPY[@]}" "$WORK/"

@@ -110,3 +110,14 @@ def test_linked_reuse_needs_label_object_program_and_settings_equal() -> None:
     assert lplan.plan(st, req(remove_all=True)).empty  # type: ignore[arg-type]
     assert lplan.LinkedPlan(False, None, frozenset(), ()).empty
     assert not lplan.LinkedPlan(False, None, frozenset(), (-1,)).empty
+
+
+def test_freplace_plan_edges() -> None:
+    st = dispatcher_state(*(_comp(i, "a", 11 + i, 10) for i in range(10)))
+    with pytest.raises(Exception, match="^eth0: 11 programs requested; a dispatcher has 10 slots$"):
+        fplan.plan(st, req(add=[new()]), never)  # type: ignore[arg-type]
+    linked = InterfaceState("eth0", 3, "skb", "linked", main=MAIN,
+                            dispatcher=DispatcherInfo(42, 1, False, name="xdp_chain", pin_dir="/l"))
+    assert fplan.plan(linked, req(remove_all=True), never) == fplan.FreplacePlan((), None)  # type: ignore[arg-type]
+    direct = fplan.plan(NONE, req(add=[new()]), lambda: (False, "EPERM"))  # type: ignore[arg-type]
+    assert [(m.name, m.new) for m in direct.members] == [("xdp_pass", 0)]

@@ -146,3 +146,11 @@ def test_linked_mode_is_not_compared_when_nothing_is_attached_in_a_mode() -> Non
     assert rules.check_linked(LINKED, req(add=[new()])) is False  # type: ignore[arg-type]
     assert rules.check_linked(LINKED, req(remove_ids={42})) is True  # type: ignore[arg-type]
     assert rules.check_linked(NONE, req(add=[new()])) is False  # type: ignore[arg-type]
+
+
+def test_race_message_and_a_linked_chain_without_main() -> None:
+    with pytest.raises(rules.Race, match="^a linked chain was attached meanwhile$"):
+        rules.check_freplace(LINKED, req(add=[new()]))  # type: ignore[arg-type]
+    bare = InterfaceState("eth0", 3, "skb", "linked", description=LINKED.description)
+    with pytest.raises(XdpDispatchError, match=r"\(the chain is program 0\)$"):
+        rules.check_linked(bare, req(remove_ids={1}))  # type: ignore[arg-type]

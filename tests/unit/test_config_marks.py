@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.config.model import _Err, _fmt_path, _raise, parse_config
+from dispatcher.config.model import (
+    _at,
+    _Err,
+    _fmt_path,
+    _Mark,
+    _model_fields_at,
+    _nearest,
+    _raise,
+    parse_config,
+)
 from dispatcher.errors import ConfigError
 
 CASES = [
@@ -68,6 +77,21 @@ CASES = [
     ('pin',
      'version: 1\ninterfaces:\n  - name: lo\n    programs:\n      - name: a\n        object: a.o\n        pin_maps: rel/dir\n',
      'c.yaml:7:19: interfaces[0].programs[0].pin_maps: must be an absolute directory (on bpffs), got "rel/dir"'),
+    ('dispatch',       # pydantic's own wording, first letter lowered
+     'version: 1\ninterfaces:\n  - name: lo\n    dispatch: bogus\n    programs: []\n',
+     'c.yaml:4:15: interfaces[0].dispatch: input should be \'auto\', \'freplace\' or '
+     '\'linked\', got "bogus"'),
+    ('nonscalar_nested',
+     'version: 1\ninterfaces:\n  - name: lo\n    ? [a]\n    : 1\n    programs: []\n',
+     'c.yaml:4:7: interfaces[0]: keys must be plain strings'),
+    ('both_and_more',  # program+section is found even where validation stops earlier
+     'version: 1\ninterfaces:\n  - name: lo\n    programs: null\n  - name: eth0\n'
+     '    programs:\n      - name: a\n        object: a.o\n        program: f\n'
+     '        section: xdp\n        priority: high\n',
+     'c.yaml:4:15: interfaces[0].programs: must be a list, got null\n'
+     'c.yaml:10:9: interfaces[1].programs[0].section: give either "program" or "section", '
+     'not both\n'
+     'c.yaml:11:19: interfaces[1].programs[0].priority: must be 0..1000, got "high"'),
 ]
 
 
@@ -89,3 +113,22 @@ def test_error_format_and_order() -> None:
                 _Err(2, 3, "b", "x"), _Err(5, 1, "b", "z")], "s")
     assert e.value.message == "s:2:3: b: x\ns:2:3: c: x\ns:2:9: a: y\ns:5:1: b: z"
     _raise([], "s")                                                 # nothing: no error
+
+
+def test_nearest_mark_and_no_mark() -> None:
+    m = _Mark(3, 5, 2, 1, None)
+    assert _nearest(("a", 0, "b"), {("a",): m}) == (("a",), m)
+    assert _nearest(("a", 0, "b"), {("a", 0): m}) == (("a", 0), m)
+    assert _nearest(("z",), {("a",): m}) == ((), None)
+    assert _at(("a", 0, "b"), "msg", {("a",): m}, "key") == _Err(3, 5, "a[0].b", "msg")
+    assert _at(("a",), "msg", {("a",): m}, "key") == _Err(2, 1, "a", "msg")
+    assert _at(("a",), "msg", {}, "value") == _Err(0, 0, "a", "msg")
+
+
+def test_model_fields_by_depth() -> None:
+    assert _model_fields_at(())[:2] == ["version", "interfaces"]
+    assert "programs" in _model_fields_at(("interfaces", 0))
+    assert "priority" in _model_fields_at(("interfaces", 0, "programs", 1))
+    assert _model_fields_at(("interfaces", 0, "programs")) == []
+    assert _model_fields_at(("interfaces", 0, "x", 1)) == []
+    assert _model_fields_at(("interfaces",)) == []

@@ -222,3 +222,24 @@ def test_plan_text_of_errors_and_several_interfaces() -> None:
         "eth2 [native]: no changes\n"
         "    keep     k                    id 3       prio 10  XDP_PASS\n"
         "Plan: 0 change(s) on 0 interface(s).\n")
+
+
+def test_more_details_word_for_word() -> None:
+    # the kernel's several actions joined by commas; settings keys that went away
+    st = _state((11, "f", 10, ("XDP_DROP", "XDP_PASS")), (12, "f", 20, ("XDP_PASS",)))
+    owners = {11: _owner(11, "a", 10), 12: _owner(12, "b", 20, settings='{"x": 1, "y": 2}')}
+    p = plan_interface("eth0", None, "skb", [_d("a", 10, PASS),
+                                             _d("b", 20, settings='{"y": 2}')], st, owners)
+    assert [i.detail for i in p.items] == ["priority 10 -> 10, actions XDP_DROP,XDP_PASS -> XDP_PASS",
+                                           "x changed"]
+    desc = ChainDescription("t", "hybrid", False, (
+        _slot("two", 20, ("XDP_DROP", "XDP_PASS")), _slot("none", 30, ()),
+        _slot("ex", 40, ("XDP_TX",))))
+    want = [_d("added-first", 1, sha="abcd"), _d("two", 25, 0, sha="abcd"),
+            _d("none", 30, PASS, sha="abcd")]
+    lp = plan_linked("v", None, "skb", want, desc, None, exclusive=True)
+    assert [(i.action, i.name, i.prog_id, i.priority, i.actions, i.detail) for i in lp.items] == [
+        ("add", "added-first", None, 1, ("XDP_PASS",), "f from /o/added-first.o"),
+        ("update", "two", None, 25, (), "priority 20 -> 25, actions XDP_DROP,XDP_PASS -> -"),
+        ("update", "none", None, 30, ("XDP_PASS",), "priority 30 -> 30, actions - -> XDP_PASS"),
+        ("remove", "ex", None, 40, ("XDP_TX",), "not managed by this config (--exclusive)")]

@@ -232,3 +232,15 @@ def test_components_from_description_and_status_json() -> None:
     assert InterfaceState("lo", 1, None, "none").to_json()["dispatcher"] is None
     assert DispatcherInfo(8, 1, False, name="xdp_chain", tag="ab").to_json() == {
         "id": 8, "version": 1, "frags": False, "name": "xdp_chain", "tag": "ab"}
+
+
+def test_two_byte_value_with_magic_reads_its_version_and_fields_are_unsigned() -> None:
+    with pytest.raises(ValueError, match="^v2 dispatcher config is 2 bytes, expected 124$"):
+        decode_config(bytes([236, 2]))
+    big = 1 << 31
+    c = decode_config(encode_config(2, [big], [4], [big], False))
+    assert c.run_prios[0] == big and c.program_flags[0] == big
+    v1 = bytes([1, 0, 0, 0]) + struct.pack("<10I", *([4] + [0] * 9)) + \
+        struct.pack("<10I", *([big] + [0] * 9))
+    assert decode_config(v1, btf_version=1).run_prios[0] == big
+    assert protocol.pin_dir("/a/X", 1, 2) == "/a/X/xdp/dispatch-1-2"
