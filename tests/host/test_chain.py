@@ -210,11 +210,14 @@ def test_no_packet_lost_during_changes(veth) -> None:  # type: ignore[no-untyped
     count = min(30000, int((5 * one * 3 + 3) / 0.02))
     ping = subprocess.Popen(["ping", "-n", "-D", "-i", "0.02", "-c", str(count), veth.peer_ip],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(ping.stdout or ()), daemon=True)
+    reader.start()
     try:
-        assert ping.stdout is not None
-        for line in ping.stdout:                  # the traffic runs before the changes begin
-            if "icmp_seq=" in line:
-                break
+        deadline = time.monotonic() + 30          # the traffic runs before the changes begin
+        while not any("icmp_seq=" in ln for ln in list(lines)):
+            assert time.monotonic() < deadline and ping.poll() is None, lines
+            time.sleep(0.01)
         t0 = time.time()
         for prio in (20, 30, 40):
             load(veth.host_if, example("xdp_pass"), prio=prio)
@@ -222,8 +225,9 @@ def test_no_packet_lost_during_changes(veth) -> None:  # type: ignore[no-untyped
             if prio in (20, 40):
                 unload(veth.host_if, pid)
         t1 = time.time()
-        rest, _ = ping.communicate(timeout=count * 0.02 + 60)
-        out = line + rest
+        ping.wait(timeout=count * 0.02 + 60)
+        reader.join(timeout=10)
+        out = "".join(lines)
     finally:
         if ping.poll() is None:
             ping.kill()
