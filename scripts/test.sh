@@ -28,6 +28,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 APT_PACKAGES=(
     clang llvm libbpf-dev linux-libc-dev bpftool xdp-tools
+    binutils
     iproute2 iputils-ping kmod
     python3 python3-venv
     qemu-system-x86 busybox-static
@@ -129,6 +130,7 @@ echo "setup done in $(( $(date +%s) - T0 ))s"
 
 # ---------------------------------------------------------------- tiers
 declare -a results=()
+declare -a skiplines=()         # per tier: skip reasons with counts (scripts/skip-summary.sh)
 npass=0
 nfail=0
 record() {  # name verdict seconds detail
@@ -143,10 +145,12 @@ run_pytest() {
     log "tier $name: pytest $*"
     out=$(mktemp)
     start=$(date +%s)
-    "$PY" -m pytest "$@" -p no:cacheprovider -rfEs --timeout="${TEST_TIMEOUT:-120}" 2>&1 | tee "$out"
+    # XDP_DISPATCH_TIER: a skip for lack of what this tier must have fails (tests/tier_requirements.py)
+    XDP_DISPATCH_TIER=$name "$PY" -m pytest "$@" -p no:cacheprovider -rfEs --timeout="${TEST_TIMEOUT:-120}" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     secs=$(( $(date +%s) - start ))
     counts=$(grep -a -E '^=+ .*[0-9]+ (passed|failed|error|skipped).* in [0-9.]+s' "$out" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
+    skiplines+=("$(bash scripts/skip-summary.sh "$name" "$out")")
     rm -f "$out"
     case $rc in
         0) record "$name" PASS "$secs" "$counts" ;;
@@ -161,11 +165,12 @@ want host && run_pytest host tests/host
 if want vm; then
     log "tier vm: scripts/vmtest.sh"
     start=$(date +%s)
-    rm -f .vmtest/results
+    rm -f .vmtest/results .vmtest/skips
     bash scripts/vmtest.sh
     rc=$?
     secs=$(( $(date +%s) - start ))
     nvm=0
+    [ -s .vmtest/skips ] && mapfile -t -O "${#skiplines[@]}" skiplines <.vmtest/skips
     if [ -s .vmtest/results ]; then
         while IFS='|' read -r release verdict ksecs detail; do
             record "vm $release" "$verdict" "$ksecs" "$detail"
@@ -181,5 +186,6 @@ fi
 
 log "summary (total $(( $(date +%s) - T0 ))s)"
 printf '%s\n' "${results[@]}"
+[ ${#skiplines[@]} -gt 0 ] && printf '%s\n' "${skiplines[@]}"
 echo "tiers: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

@@ -45,7 +45,9 @@ command -v busybox >/dev/null || die "busybox missing (apt-get install busybox-s
 
 mkdir -p "$REPO/.vmtest"
 results=$REPO/.vmtest/results   # one "release|verdict|seconds|detail" line per kernel
+skips=$REPO/.vmtest/skips       # one "skips vm RELEASE: ..." line per kernel (skip-summary.sh)
 : >"$results"
+: >"$skips"
 declare -a summary=()
 failed=0
 
@@ -126,10 +128,12 @@ for image in "${kernels[@]}"; do
     [ "$verdict" = FAIL ] && failed=1
     echo "$release|$verdict|$secs|${counts:-no pytest summary}${why:+ ($why)}" >>"$results"
     summary+=("$(printf 'vm %-22s %s  %4ss  %s%s' "$release" "$verdict" "$secs" "${counts:-no pytest summary}" "${why:+ ($why)}")")
+    bash "$REPO/scripts/skip-summary.sh" "vm $release" "$log" | tee -a "$skips"
 done
 
 echo
 rm -rf "$pystage"
 echo "=== VM tier summary"
 printf '%s\n' "${summary[@]}"
+cat "$skips"
 exit "$failed"

@@ -21,7 +21,7 @@ from dispatcher.kernel import bpf, netlink
 from dispatcher.obj.elf import read_object
 from dispatcher.uapi import BPF_PROG_TYPE_XDP
 from tests import packets
-from tests.host import chain_oracle, nettools
+from tests.host import chain_oracle, config_oracle, nettools
 from tests.objects import DEBIAN_BPF_DIR, example
 
 pytestmark = pytest.mark.host_kernel
@@ -73,11 +73,29 @@ def built(rows: list[tuple[str, int, int]], pin_root: str,
         yield b
 
 
-def slots_of(b: build.BuiltChain) -> list[chain_oracle.SlotUnderTest]:
+def libxdp_order(rows: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """The rows in the order libxdp runs them, from the table alone: priority, then the
+    program's name (read by binutils' readelf, not our ELF reader)."""
+    return sorted(rows, key=lambda r: (r[1], config_oracle.elf_program_name(r[0])))
+
+
+def slots_of(b: build.BuiltChain, rows: list[tuple[str, int, int]] | None = None
+             ) -> list[chain_oracle.SlotUnderTest]:
+    """The oracle's slots: the chain's maps per slot, paired with the rows in libxdp's
+    order (when ``rows`` is given) rather than with the chain's own idea of its order."""
     slots = b.description.to_json()["slots"]
     assert isinstance(slots, list)
-    return [chain_oracle.SlotUnderTest(c.obj, c.prog, c.actions, s["maps"])
-            for c, s in zip(b.components, slots, strict=True)]
+    if rows is None:
+        return [chain_oracle.SlotUnderTest(c.obj, c.prog, c.actions, s["maps"])
+                for c, s in zip(b.components, slots, strict=True)]
+    want = libxdp_order(rows)
+    assert [(c.prog.name, c.priority) for c in b.components] == \
+        [(config_oracle.elf_program_name(p), pr) for p, pr, _a in want]
+    out = []
+    for (path, prio, acts), s in zip(want, slots, strict=True):
+        c = link_comp(path, prio, acts)
+        out.append(chain_oracle.SlotUnderTest(c.obj, c.prog, acts, s["maps"]))
+    return out
 
 
 @pytest.mark.parametrize("stats", [False, True], ids=["stats-off", "stats-on"])
@@ -89,7 +107,7 @@ def test_linked_chain_equals_components_by_hand(name: str, stats: bool, bpffs_di
         info = bpf.prog_info(b.prog.fd)
         assert info.name == "xdp_chain" and len(b.combined.slots) == len(rows)
         assert observe.read_description(b.prog.fd) == b.description
-        seen = chain_oracle.compare(b.prog.fd, slots_of(b))
+        seen = chain_oracle.compare(b.prog.fd, slots_of(b, rows))
     verdicts = {v for _n, v, _c in seen}
     assert len(verdicts) >= 2 or name == "debian-3", f"table {name} only saw verdicts {verdicts}"
     assert any(c for _n, _v, c in seen), f"table {name}: no packet changed any map"
@@ -115,12 +133,15 @@ def test_freplace_chain_equals_components_by_hand(name: str, bpffs_dir: str,
         xs = netlink.read_xdp(v.peer_ifindex, netns=v.netns)
         with observe.observe(xs, bpffs_dir, keep_open=True) as ch:
             assert ch.state.kind == "dispatcher" and ch.main_fd is not None
-            by_name = {}
-            for c in new:
-                by_name.setdefault(c.prog.name, []).append(c)
+            # The run order comes from the table (libxdp's sort), not from our observe:
+            # slot i of the chain is paired with row i of that order.
+            want = libxdp_order(rows)
+            assert [(c.name, c.priority) for c in ch.state.programs] == \
+                [(config_oracle.elf_program_name(p), pr) for p, pr, _a in want]
             slots = []
-            for comp, fd in zip(ch.state.programs, ch.component_fds, strict=True):
-                nc = by_name[comp.name].pop(0)
+            for (path, prio, acts), fd in zip(want, ch.component_fds, strict=True):
+                lc = link_comp(path, prio, acts)
+                nc = NewProgram(lc.obj, lc.prog, prio, acts)
                 ids = {}
                 kn = {m.kernel_name: m.name for m in nc.obj.maps}
                 for mid in bpf.prog_info(fd.fd).map_ids:
