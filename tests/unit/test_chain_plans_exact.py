@@ -11,6 +11,7 @@ from dispatcher.chain.description import ChainDescription, SlotDescription
 from dispatcher.chain.freplace import plan as fplan
 from dispatcher.chain.linked import plan as lplan
 from dispatcher.chain.state import Component, DispatcherInfo, InterfaceState
+from dispatcher.chain.stats import DEFAULT_LINKED
 from dispatcher.errors import NotSupportedError
 from tests.unit.test_chain_rules import LEGACY, MAIN, NONE, dispatcher_state, never, new, req
 
@@ -104,7 +105,7 @@ def test_linked_reuse_needs_label_object_program_and_settings_equal() -> None:
                              remove_names={"a"}))
     assert two.reuse == (0, -1)
     assert lplan.plan(NONE, req(add=[new()])) == lplan.LinkedPlan(  # type: ignore[arg-type]
-        False, None, frozenset(), (-1,))
+        False, None, frozenset(), (-1,), DEFAULT_LINKED == "counts")
     assert lplan.plan(st, req(remove_all=True)) == lplan.LinkedPlan(  # type: ignore[arg-type]
         True, st.description, frozenset(), ())
     assert lplan.plan(st, req(remove_all=True)).empty  # type: ignore[arg-type]
