@@ -224,13 +224,14 @@ def test_components_from_description_and_status_json() -> None:
     assert legacy.to_json() == {
         "name": "eth3", "ifindex": 4, "mode": "native", "kind": "legacy", "dispatcher": None,
         "programs": [], "main": {"id": 8, "name": "xdp_pass_full", "tag": "ff" * 8},
-        "problems": ["p"], "error": "e"}
+        "problems": ["p"], "error": "e", "dispatcher_version": None, "libxdp": None}
     disp = InterfaceState("eth3", 4, "skb", "dispatcher", main=main,
                           dispatcher=DispatcherInfo(8, 2, True), programs=(c,))
     assert disp.to_json() == {
         "name": "eth3", "ifindex": 4, "mode": "skb", "kind": "dispatcher",
         "dispatcher": {"id": 8, "version": 2, "frags": True},
-        "programs": [c.to_json()], "main": None, "problems": [], "error": None}
+        "programs": [c.to_json()], "main": None, "problems": [], "error": None,
+        "dispatcher_version": None, "libxdp": None}
     assert InterfaceState("lo", 1, None, "none").to_json()["dispatcher"] is None
     assert DispatcherInfo(8, 1, False, name="xdp_chain", tag="ab").to_json() == {
         "id": 8, "version": 1, "frags": False, "name": "xdp_chain", "tag": "ab"}
