@@ -112,7 +112,7 @@ def test_main_layout_calls_each_entry_and_applies_masks() -> None:
     comps = combine.sort_components([comp(example("xdp_counter")), comp(example("xdp_runcfg")),
                                      comp(example("xdp_globals"), prio=60, actions=PASS | TX)])
     assert [c.label for c in comps] == ["xdp_runcfg", "xdp_counter", "xdp_globals"]
-    cp = combine.combine(comps, fds(comps), desc_fd=77)
+    cp = combine.combine(comps, fds(comps), desc_fd=77, inline=False)
     ins = decode(cp.insns)
     assert ins[0] == I.mov64_reg(6, 1)
     assert ins[1].code == I.OP_LD_IMM64 and ins[1].src == I.BPF_PSEUDO_MAP_FD and ins[1].imm == 77
@@ -137,7 +137,7 @@ def test_main_layout_calls_each_entry_and_applies_masks() -> None:
 def test_maps_are_patched_with_each_components_own_fds() -> None:
     comps = [comp(example("xdp_counter")), comp(example("xdp_counter"), label="second")]
     f = fds(comps)
-    cp = combine.combine(comps, f, desc_fd=5)
+    cp = combine.combine(comps, f, desc_fd=5, inline=False)
     for s, m in zip(cp.slots, f, strict=True):
         imms = {i.imm for i in decode(cp.insns[s.start * 8:s.end * 8])
                 if i.code == I.OP_LD_IMM64 and i.src == I.BPF_PSEUDO_MAP_FD}
@@ -146,7 +146,7 @@ def test_maps_are_patched_with_each_components_own_fds() -> None:
 
 def test_hybrid_btf_entry_static_globals_kept_main_first() -> None:
     comps = [comp(example("xdp_subprogs")), comp(example("xdp_counter"))]
-    cp = combine.combine(comps, fds(comps), 9)
+    cp = combine.combine(comps, fds(comps), 9, inline=False)
     assert cp.btf_mode == "hybrid" and cp.btf is not None
     btf = Btf.parse(cp.btf.encode())            # encodes and decodes
     fi = dict(cp.func_info)
@@ -341,8 +341,8 @@ def test_stats_main_counts_after_each_call_and_keeps_layout() -> None:
                                      comp(example("xdp_globals"), prio=60, actions=PASS | TX)])
     n = len(comps)
     link = combine.StatsLink(88, (4, 0, 7))
-    cp = combine.combine(comps, fds(comps), desc_fd=77, stats=link)
-    plain = combine.combine(comps, fds(comps), desc_fd=77)
+    cp = combine.combine(comps, fds(comps), desc_fd=77, stats=link, inline=False)
+    plain = combine.combine(comps, fds(comps), desc_fd=77, inline=False)
     ins = decode(cp.insns)
     per = combine.slot_insns(True)
     assert combine.main_insn_count(n, True) == 6 + per * n
