@@ -49,6 +49,11 @@ TABLE: dict[str, list[tuple[str, int, int]]] = {
                   (deb("xdpfilt_dny_ip"), 14, PASS), (deb("xdpfilt_dny_tcp"), 15, PASS),
                   (deb("xdpfilt_dny_udp"), 16, PASS), (deb("xdpfilt_alw_udp"), 17, PASS),
                   (deb("xdpdump_xdp"), 18, PASS), (deb("xsk_def_xdp_prog"), 19, PASS)],
+    # callbacks, CO-RE, packet rewriting, frags, global data, pinned maps, subprograms
+    "features-7": [(example("xdp_loop"), 5, PASS | DROP), (example("xdp_core"), 10, PASS),
+                   (example("xdp_rewrite"), 15, PASS | TX), (example("xdp_frags"), 20, PASS),
+                   (example("xdp_globals"), 25, PASS), (example("xdp_blocklist"), 30, PASS),
+                   (example("xdp_subprogs"), 35, PASS)],
 }
 
 
@@ -67,9 +72,9 @@ def link_comp(path: str, prio: int, actions: int, kept: int = -1) -> combine.Lin
 
 @contextmanager
 def built(rows: list[tuple[str, int, int]], pin_root: str,
-          stats: bool = False) -> Iterator[build.BuiltChain]:
+          stats: bool = False, inline: bool = True) -> Iterator[build.BuiltChain]:
     comps = combine.sort_components([link_comp(*r) for r in rows])
-    with build.build(comps, pin_root=pin_root, stats=stats) as b:
+    with build.build(comps, pin_root=pin_root, stats=stats, inline=inline) as b:
         yield b
 
 
@@ -80,15 +85,24 @@ def slots_of(b: build.BuiltChain) -> list[chain_oracle.SlotUnderTest]:
             for c, s in zip(b.components, slots, strict=True)]
 
 
+@pytest.mark.parametrize("inline", [True, False], ids=["inlined", "called"])
 @pytest.mark.parametrize("stats", [False, True], ids=["stats-off", "stats-on"])
 @pytest.mark.parametrize("name", list(TABLE))
-def test_linked_chain_equals_components_by_hand(name: str, stats: bool, bpffs_dir: str) -> None:
+def test_linked_chain_equals_components_by_hand(name: str, stats: bool, inline: bool,
+                                                bpffs_dir: str) -> None:
     rows = TABLE[name]
     _need([r[0] for r in rows])
-    with built(rows, bpffs_dir, stats) as b:
+    with built(rows, bpffs_dir, stats, inline) as b:
         info = bpf.prog_info(b.prog.fd)
         assert info.name == "xdp_chain" and len(b.combined.slots) == len(rows)
         assert observe.read_description(b.prog.fd) == b.description
+        # every component of the table can be inlined: all are, or none when switched off
+        assert [s.inlined for s in b.combined.slots] == [inline] * len(rows), \
+            b.combined.not_inlined
+        assert [s.inlined for s in b.description.slots] == [inline] * len(rows)
+        assert b.description.inline == inline
+        print(f"{name} stats={stats} inline={inline}: verified_insns "
+              f"{info.verified_insns}, {b.combined.insn_count} insns")
         seen = chain_oracle.compare(b.prog.fd, slots_of(b))
     verdicts = {v for _n, v, _c in seen}
     assert len(verdicts) >= 2 or name == "debian-3", f"table {name} only saw verdicts {verdicts}"
@@ -230,13 +244,16 @@ def test_unpinned_counters_carried_over_by_id(bpffs_dir: str) -> None:
             assert _counter_packets(b1) == 4          # the very same map
 
 
-def test_real_packets_over_veth(bpffs_dir: str, netns_veth: nettools.VethNs) -> None:
+@pytest.mark.parametrize("inline", [True, False], ids=["inlined", "called"])
+def test_real_packets_over_veth(inline: bool, bpffs_dir: str,
+                                netns_veth: nettools.VethNs) -> None:
     """Pings into the netns through a linked chain on the peer: counted, then dropped or
     passed according to drop_icmp's chain actions."""
     v = netns_veth
     for acts, reachable in ((PASS, False), (PASS | DROP, True)):
         with built([(example("xdp_counter"), 10, PASS), (example("xdp_drop_icmp"), 20, acts)],
-                   bpffs_dir) as b:
+                   bpffs_dir, inline=inline) as b:
+            assert [s.inlined for s in b.combined.slots] == [inline, inline]
             netlink.attach_xdp(v.peer_ifindex, b.prog.fd, netlink.MODES["skb"], no_exist=True,
                                netns=v.netns)
             try:
