@@ -278,3 +278,41 @@ def test_chain_without_btf_loads_and_matches(bpffs_dir: str) -> None:
         assert observe.read_description(b.prog.fd) == b.description
         seen = chain_oracle.compare(b.prog.fd, slots_of(b))
     assert {v for _n, v, _c in seen} >= {1, 2}      # DROP (icmp) and PASS
+
+
+@pytest.mark.parametrize("stats", [False, True], ids=["stats-off", "stats-on"])
+def test_large_stacks_mix_inlined_and_called(stats: bool, bpffs_dir: str) -> None:
+    """bigstack's 400-byte entry frame inlined into main would leave deepstack's 400-byte
+    subprogram over the 512-byte limit: bigstack stays a call (the reason is in the
+    description), the others are inlined, and the kernel takes the mixed chain, which
+    matches its components run by hand. Alone with a small component, bigstack is
+    inlined and its frame shares main's with the others'."""
+    rows = [(example("xdp_bigstack"), 10, PASS), (example("xdp_deepstack"), 20, PASS),
+            (example("xdp_counter"), 30, PASS)]
+    with built(rows, bpffs_dir, stats) as b:
+        assert [s.inlined for s in b.combined.slots] == [False, True, True]
+        desc = observe.read_description(b.prog.fd)
+        assert desc is not None and [s.inlined for s in desc.slots] == [False, True, True]
+        assert "512" in desc.slots[0].not_inlined and desc.slots[1].not_inlined == ""
+        seen = chain_oracle.compare(b.prog.fd, slots_of(b))
+        assert {v for _n, v, _c in seen} >= {1, 2}
+    with built([rows[0], rows[2], (example("xdp_bigstack"), 40, PASS)], bpffs_dir,
+               stats) as b:
+        assert all(s.inlined for s in b.combined.slots)
+        chain_oracle.compare(b.prog.fd, slots_of(b))
+
+
+def test_kernel_refusing_the_inlined_chain_falls_back_to_calls(
+        bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were the up-front stack plan wrong (forced here to inline everything), the kernel
+    refuses the inlined chain; the chain is then built with calls, and each slot says
+    what the verifier said."""
+    monkeypatch.setattr(combine, "inline_plan",
+                        lambda checks, stats, inline=True: ("",) * len(checks))
+    rows = [(example("xdp_bigstack"), 10, PASS), (example("xdp_deepstack"), 20, PASS),
+            (example("xdp_counter"), 30, PASS)]
+    with built(rows, bpffs_dir) as b:
+        assert not any(s.inlined for s in b.combined.slots)
+        why = b.description.slots[0].not_inlined
+        assert why.startswith("the kernel refused the inlined chain (combined stack size"), why
+        chain_oracle.compare(b.prog.fd, slots_of(b))

@@ -316,9 +316,14 @@ def _link_and_load(comps: Sequence[combine.LinkComponent], los: Sequence[loader.
     return doc, comb, _load(comb, verifier_log)
 
 
+_LOG_STATS = ("processed ", "verification time", "stack depth")
+
+
 def _last_line(log: str) -> str:
-    lines = [ln for ln in log.splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else "no verifier log"
+    """The verifier's last word, without its closing statistics."""
+    lines = [ln.strip() for ln in log.splitlines()
+             if ln.strip() and not ln.strip().startswith(_LOG_STATS)]
+    return lines[-1] if lines else "no verifier log"
 
 
 def _load(comb: combine.CombinedProgram, verifier_log: list[str] | None) -> OwnedFd:
