@@ -425,6 +425,8 @@ def test_inlined_entries_live_in_main_and_keep_their_subprograms(stats: bool) ->
     assert all(s >= main_end for s in starts), "main calls no inlined entry"
     for s, ck in zip(cp.slots, cp.checks, strict=True):
         assert s.body_end - s.body_start == ck.entry_insns
+        # a verifier error inside the body blames this component (build._blame)
+        assert cp.slot_of_insn(s.body_start) == s == cp.slot_of_insn(s.body_end - 1)
         body = ins[s.body_start:s.body_end]
         assert not any(x.is_exit for x in body)
         cont = s.body_end
