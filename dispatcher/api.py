@@ -126,12 +126,15 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
          prog_name: str | None = None, netns: str | None = None, force: bool = False,
          verifier_log: list[str] | None = None,
          notice: Callable[[str], None] | None = None, dispatch: str = "auto",
-         prog_type: str | None = None, stats: str | None = None) -> ChangeResult:
+         prog_type: str | None = None, stats: str | None = None,
+         inline: bool | None = None) -> ChangeResult:
     """Add programs to ``iface``'s chain (one atomic swap). CLI values override run config.
     ``dispatch``: ``auto`` (freplace where the kernel allows it, else a linked chain),
     ``freplace`` or ``linked``. ``prog_type`` ("xdp"): the type of a program whose section
     names none (as ``bpftool prog load ... type xdp``). ``stats``: ``counts`` or ``off``
-    (None: keep the chain's setting; a new linked chain counts)."""
+    (None: keep the chain's setting; a new linked chain counts). ``inline``: a linked
+    chain inlines its components' entry functions into its main program (None: keep the
+    chain's setting; a new linked chain inlines)."""
     from dispatcher.chain import router
     from dispatcher.chain.model import NewProgram, request, settings_json
 
@@ -154,7 +157,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
         new.append(NewProgram(obj, prog, prio, acts, settings=settings))
     root = _root(notice)
     return router.change(request(iface, mode=mode, add=new, netns=netns, root=root, force=force,
-                                 dispatch=dispatch, stats=stats),
+                                 dispatch=dispatch, stats=stats, inline=inline),
                          notice=notice, verifier_log=verifier_log)
 
 

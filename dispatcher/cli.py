@@ -116,6 +116,10 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--stats", choices=["off", "counts"],
                     help="per-component counters of a linked chain (default: keep the "
                          "chain's setting; a new linked chain counts)")
+    sp.add_argument("--inline", choices=["on", "off"],
+                    help="inline each component's entry function into a linked chain's main "
+                         "program, saving a call per slot (default: keep the chain's "
+                         "setting; a new linked chain inlines)")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the verifier log")
     sp.add_argument("--verifier-log", metavar="FILE", help="write the full verifier log to FILE")
     sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
@@ -226,7 +230,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
                        actions=args.actions, section=args.section, prog_name=args.prog_name,
                        netns=args.netns, force=args.force,
                        verifier_log=log if want_log else None, notice=_notice,
-                       dispatch=args.dispatch, prog_type=args.prog_type, stats=args.stats)
+                       dispatch=args.dispatch, prog_type=args.prog_type, stats=args.stats,
+                       inline=None if args.inline is None else args.inline == "on")
     except XdpDispatchError as e:
         log_text = getattr(e, "log", None)
         if want_log and log_text and log_text not in log:

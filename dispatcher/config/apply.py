@@ -55,6 +55,7 @@ class _Target:
     desired: list[DesiredProgram]
     dispatch: str = "auto"
     stats: str | None = None
+    inline: bool | None = None
 
 
 Links = dict[str | None, list[netlink.XdpState]]    # netns -> its RTM_GETLINK dump
@@ -108,7 +109,8 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                                          "patterns)"))
                 continue
             seen[(icfg.netns, n)] = k
-            out.append(_Target(n, icfg.netns, icfg.mode, desired, icfg.dispatch, icfg.stats))
+            out.append(_Target(n, icfg.netns, icfg.mode, desired, icfg.dispatch, icfg.stats,
+                               icfg.inline))
     if problems:
         raise ConfigError("\n".join(problems))
     return out
@@ -180,7 +182,7 @@ def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = 
             continue
         plans.append(replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
                                             exclusive, source=os.path.abspath(cfg.source)),
-                             dispatch=t.dispatch, stats=t.stats))
+                             dispatch=t.dispatch, stats=t.stats, inline=t.inline))
     return plans
 
 
@@ -327,7 +329,7 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
                                      source=source))
         return router.begin(request(p.iface, mode=p.mode, add=new_l, remove_names=names,
                                     netns=p.netns, root=root, dispatch=p.dispatch,
-                                    stats=p.stats),
+                                    stats=p.stats, inline=p.inline),
                             notice=notice)   # a linked chain's description names its owners
     add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
     new = []
@@ -340,7 +342,7 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
 
     return router.begin(request(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
                                 netns=p.netns, root=root, dispatch=p.dispatch,
-                                stats=p.stats),
+                                stats=p.stats, inline=p.inline),
                         notice=notice,
                         before_swap=lambda preview: intent.record(_owners(p, preview, source)))
 

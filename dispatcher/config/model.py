@@ -221,6 +221,10 @@ class InterfaceConfig(BaseModel):
     stats: Literal["off", "counts"] | None = Field(
         None, description="Per-component packet counters of a linked chain: counts or off "
                           "(default: keep the chain's setting; a new linked chain counts)")
+    inline: bool | None = Field(
+        None, description="A linked chain inlines each component's entry function into its "
+                          "main program, saving a call per slot: true or false (default: keep "
+                          "the chain's setting; a new linked chain inlines)")
     programs: list[ProgramConfig] = Field(description="Programs of the chain")
 
     @field_validator("name", mode="before")

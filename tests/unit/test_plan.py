@@ -71,3 +71,22 @@ def test_program_change_in_same_object_is_an_upgrade() -> None:
     st = _state((11, "f", 10, ("XDP_PASS",)))
     p = plan_interface("eth0", None, "skb", [_d("a", 10, prog="g")], st, {11: _owner(11, "a", 10)})
     assert _actions(p) == [("upgrade", "a")] and p.items[0].detail == "program changed"
+
+
+def test_inline_switch_alone_is_a_planned_change_and_survives_the_record() -> None:
+    """A linked chain's inlining differing from the config's ``inline`` is a change of
+    its own (``~ inline``); unset in the config, the chain's setting is kept; the plan
+    record (apply's journal) keeps both values."""
+    from dispatcher.config.applied import plan_from_record, plan_record
+    from dispatcher.config.plan import InterfacePlan
+
+    p = InterfacePlan("eth0", None, "skb", linked=True, inline=True, observed_inline=False)
+    assert p.inline_change and p.changed
+    text = plan_text([p])
+    assert "  ~ inline   off -> on" in text and "Plan: 1 change(s) on 1 interface(s)." in text
+    assert p.to_json()["inline"] is True
+    assert plan_from_record(plan_record(p)) == p
+    for q in (InterfacePlan("eth0", None, "skb", linked=True, observed_inline=False),
+              InterfacePlan("eth0", None, "skb", linked=True, inline=False,
+                            observed_inline=False)):
+        assert not q.inline_change and not q.changed and "inline" not in plan_text([q])
