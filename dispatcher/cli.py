@@ -174,6 +174,12 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
                     help="also remove programs this config does not manage")
     sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
+    sp = add("export", help="write the live chains as a config file (check accepts it, "
+                        "plan of it is empty)")
+    sp.add_argument("ifaces", metavar="IFACE", nargs="*",
+                    help="interfaces to export (default: every one with an XDP program)")
+    sp.add_argument("--netns", help="network namespace of the interfaces")
+
     sp = add("schema", help="print the JSON Schema of config files (for editors)")
 
     sp = add("check", help="validate a config file (syntax, schema, objects)")
@@ -382,6 +388,13 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from dispatcher import api
+
+    sys.stdout.write(api.export_config(args.ifaces, netns=args.netns))
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from dispatcher.config.model import json_schema
 
@@ -406,7 +419,7 @@ _COMMANDS = {"inspect": _cmd_inspect, "load": _cmd_load, "unload": _cmd_unload,
              "status": _cmd_status, "stats": _cmd_stats, "top": _cmd_top, "metrics": _cmd_metrics,
              "clean": _cmd_clean, "features": _cmd_features,
              "schema": _cmd_schema, "check": _cmd_check, "plan": _cmd_plan,
-             "apply": _cmd_apply}
+             "apply": _cmd_apply, "export": _cmd_export}
 
 
 def _only_command(argv: Sequence[str]) -> str | None:
