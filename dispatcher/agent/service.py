@@ -29,7 +29,7 @@ from dispatcher.config import apply as engine
 from dispatcher.config.drift import interface_drift
 from dispatcher.config.model import ChainConfig, load_and_check
 from dispatcher.config.plan import InterfacePlan
-from dispatcher.errors import ConfigError, XdpDispatchError
+from dispatcher.errors import ConfigError, InterfaceError, XdpDispatchError
 from dispatcher.kernel import netlink
 
 DEFAULT_LISTEN = "127.0.0.1:9720"
@@ -150,9 +150,17 @@ class Agent:
     def _apply(self, scope: str, only: Collection[tuple[str | None, str]] | None = None,
                dry_run: bool = False) -> list[InterfacePlan]:
         t0 = time.perf_counter()
+        links: engine.Links | None = None
+        if only is not None:       # plan from the targets' own state, not a namespace dump
+            links = {}
+            for ns, name in only:
+                try:
+                    links.setdefault(ns, []).append(netlink.read_xdp_by_name(name, ns))
+                except InterfaceError:
+                    links.setdefault(ns, [])       # gone meanwhile: nothing to apply
         try:
             return engine.apply(self.path, text=self.good, only=only, missing_ok=True,
-                                dry_run=dry_run)
+                                dry_run=dry_run, links=links)
         finally:
             self.metrics.apply_seconds.labels(scope).observe(time.perf_counter() - t0)
 
@@ -163,12 +171,23 @@ class Agent:
             if not p.error:
                 by_ns.setdefault(p.netns, set()).add(p.iface)
         for ns, names in by_ns.items():
-            for x in netlink.list_links(ns):
+            for x in (self._states(ns, names) if len(names) <= 8
+                      else netlink.list_links(ns)):
                 if x.ifname in names:
                     self.known[(ns, x.ifindex)] = Known(x.ifname, x.prog_id)
                     self.drifted.discard((ns, x.ifindex))
                     self.metrics.drift.labels(x.ifname, ns or "").set(0)
         self.metrics.interfaces.set(len(self.known))
+
+    @staticmethod
+    def _states(ns: str | None, names: Collection[str]) -> list[netlink.XdpState]:
+        out = []
+        for n in names:
+            try:
+                out.append(netlink.read_xdp_by_name(n, ns))
+            except InterfaceError:
+                continue                  # gone meanwhile: its RTM_DELLINK follows
+        return out
 
     def full(self, trigger: str, intent: bool = False) -> None:
         """Reconcile every interface of the config. ``intent`` (start, config edit, SIGHUP):
@@ -330,6 +349,10 @@ class Agent:
 
         data, sha = self._read()
         self.load(data, sha)           # an invalid config at start: ConfigError (exit 2)
+        # what the first new interface would otherwise wait for: the chain builders
+        import dispatcher.chain.freplace.backend  # noqa: F401
+        import dispatcher.chain.linked.backend  # noqa: F401
+        import dispatcher.chain.linked.build  # noqa: F401
         rfd, wfd = socket.socketpair()
         rfd.setblocking(False)
         wfd.setblocking(False)

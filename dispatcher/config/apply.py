@@ -251,15 +251,18 @@ class _Recorder:
 
 def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
           notice: Callable[[str], None] | None = None, text: bytes | None = None,
-          only: Scope | None = None, missing_ok: bool = False) -> list[InterfacePlan]:
+          only: Scope | None = None, missing_ok: bool = False,
+          links: Links | None = None) -> list[InterfacePlan]:
     """Make each interface match the config; returns the plans that were carried out.
     When nothing is left to change, records that (``applied.py``) so that the next apply
     of the unchanged file against the unchanged system can say so without re-planning.
     ``text``: the config's bytes as already read (the agent's last good copy); ``only``:
     change only these (netns, interface) targets and touch no other interface;
-    ``missing_ok``: names and patterns that match no interface are not errors."""
+    ``missing_ok``: names and patterns that match no interface are not errors; ``links``:
+    fresh link states to plan from (with ``only``: just the targets', so that applying
+    one new interface costs the same however many a namespace has)."""
     rec = _Recorder(path, exclusive, text, partial=only is not None)
-    links: Links = {}
+    links = {} if links is None else links
     shas: dict[str, str] = {}
     cfg, targets, objects = prepare(path, links, shas, text=text, missing_ok=missing_ok,
                                     only=only)
@@ -306,6 +309,8 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     for _p, pc in pending:
         pc.commit()
     ownership.update(owners_new, dropped)
+    if rec.config_sha is None:
+        return plans     # no record can be written (partial, or not the file as it is)
     # The result, planned afresh, must have nothing left to change: record it for re-applies.
     links = rec.fingerprint(targets)
     rec.remember(cfg, observe_plan(cfg, targets, exclusive=exclusive, links=links), shas)
