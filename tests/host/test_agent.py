@@ -268,3 +268,53 @@ def test_listen_none_and_bad_config_at_start(tmp_path, env) -> None:  # type: ig
     assert_one_line_error(cp, "c.yaml:2:13")
     cp = run_cli("agent", str(cfg), "--listen", "nonsense", env=env, timeout=30)
     assert cp.returncode == 2 and "--listen nonsense" in cp.stderr
+
+
+def test_container_entry_as_the_image_runs_it(ns, tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+    """ENTRYPOINT + CMD of deploy/kubernetes/Dockerfile, through the installed console
+    script, with only the config path and the port replaced."""
+    import json
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.host.agent_harness import free_port
+    from tests.objects import REPO
+
+    with open(os.path.join(REPO, "deploy", "kubernetes", "Dockerfile")) as f:
+        text = f.read()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
+    exe = os.path.join(os.path.dirname(sys.executable), entry[0])
+    if not os.path.exists(exe):
+        pytest.skip(f"{entry[0]} console script not installed next to {sys.executable}")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(config_text(ns.name, "xh*"))
+    port = free_port()
+    argv = [exe, *[str(cfg) if a == "/etc/xdp-dispatch/config.yaml" else a for a in entry[1:]],
+            *[f"127.0.0.1:{port}" if a == "0.0.0.0:9720" else a for a in cmd]]
+    ns.add_pair("xh0", "xp0")
+    with open(tmp_path / "log", "wb") as log:
+        p = subprocess.Popen(argv, stdout=log, stderr=log, env={**os.environ, **env})
+        try:
+            wait_xdp(ns, "xh0")
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                raise AssertionError("never ready")
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(10) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    lines = [json.loads(x) for x in (tmp_path / "log").read_text().splitlines()]
+    assert lines[-1]["event"] == "stop"
+    assert ns.xdp("xh0")                      # left attached
