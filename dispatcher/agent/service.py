@@ -171,8 +171,9 @@ class Agent:
             if not p.error:
                 by_ns.setdefault(p.netns, set()).add(p.iface)
         for ns, names in by_ns.items():
-            for x in (self._states(ns, names) if len(names) <= 8
-                      else netlink.list_links(ns)):
+            # one request per interface: a namespace dump costs more with every interface
+            # it holds, and would make each event's cost grow with the node's size
+            for x in self._states(ns, names):
                 if x.ifname in names:
                     self.known[(ns, x.ifindex)] = Known(x.ifname, x.prog_id)
                     self.drifted.discard((ns, x.ifindex))
