@@ -6,8 +6,10 @@ named in the config, so other tests' interfaces are never touched."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import statistics
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -175,14 +177,21 @@ def test_rename_swap_and_invalid_edit(ns, tmp_path, env, agents) -> None:  # typ
     a.stop()
 
 
-@pytest.mark.parametrize("mode", ["repair", "report"])
-def test_drift_behind_its_back(ns, tmp_path, env, agents, mode) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode,tool", [("repair", "ip"), ("report", "ip"),
+                                       ("repair", "xdp-loader")])
+def test_drift_behind_its_back(ns, tmp_path, env, agents, mode, tool) -> None:  # type: ignore[no-untyped-def]
+    if tool == "xdp-loader" and shutil.which("xdp-loader") is None:
+        pytest.skip("xdp-loader (xdp-tools) is not installed")
     ns.add_pair("xh0", "xp0")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(config_text(ns.name, "xh*", extra=f"on_drift: {mode}"))
     a = start(agents, str(cfg), env, tmp_path)
     old = wait_xdp(ns, "xh0")
-    nettools.ip("link", "set", "dev", "xh0", "xdpgeneric", "off", netns=ns.name)
+    if tool == "ip":
+        nettools.ip("link", "set", "dev", "xh0", "xdpgeneric", "off", netns=ns.name)
+    else:
+        subprocess.run(["ip", "netns", "exec", ns.name, "xdp-loader", "unload", "--all",
+                        "xh0"], check=True, capture_output=True, env={**os.environ, **env})
     if mode == "repair":
         new = wait_xdp(ns, "xh0", old=old, timeout=5)
         assert new != old

@@ -78,3 +78,19 @@ def test_sdnotify(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def
     assert sdnotify.watchdog_interval() == 1.0
     monkeypatch.setenv("WATCHDOG_PID", "1")
     assert sdnotify.watchdog_interval() is None
+
+
+def test_log_lines_text_and_json() -> None:
+    import io
+    import json
+
+    from dispatcher.agent.service import Log
+
+    out = io.StringIO()
+    Log("json", out)("apply", "chain attached", interface="veth-t1", netns=None, ms=12.5)
+    rec = json.loads(out.getvalue())
+    assert rec["event"] == "apply" and rec["interface"] == "veth-t1" and "netns" not in rec
+    out = io.StringIO()
+    Log("text", out)("forget", "interface removed", interface="veth-t1")
+    (line,) = out.getvalue().splitlines()
+    assert line.endswith("forget: interface removed (interface=veth-t1)")
