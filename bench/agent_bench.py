@@ -109,7 +109,7 @@ def main() -> None:
             edits.append(wait_attached(ns, "xb0", old=old) - t0)
             time.sleep(0.3 + 0.05 * n)     # let every interface be relinked
         med = statistics.median(edits)
-        print(f"config edit -> applied ({n} interface{'s' if n > 1 else ''}, one transaction): "
+        print(f"config edit -> xb0 relinked ({n} interface{'s' if n > 1 else ''}, one transaction): "
               f"median {med * 1e3:.0f} ms including the {DEBOUNCE * 1e3:.0f} ms debounce "
               f"({(med - DEBOUNCE) * 1e3:.0f} ms after it)")
 
