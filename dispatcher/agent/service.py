@@ -208,6 +208,8 @@ class Agent:
             self.log("reconcile", "failed", trigger=trigger, error=e.message.splitlines()[0],
                      ms=round((time.perf_counter() - t0) * 1e3, 1))
             self.next_resync = time.monotonic() + min(RETRY_AFTER_FAILURE, self.resync)
+            if not report:
+                self._one_by_one(trigger)
             return
         changed = [_where(p.netns, p.iface) for p in plans if p.changed]
         outcome = "changed" if changed and not report else "unchanged"
@@ -222,6 +224,17 @@ class Agent:
             self.metrics.ready.set(1)
             sdnotify.notify("READY=1\nSTATUS=chains applied")
         self.next_resync = time.monotonic() + self.resync
+
+    def _one_by_one(self, trigger: str) -> None:
+        """After a failed full apply (all or nothing): each interface alone, so that one
+        that cannot take its chain does not keep the others from theirs."""
+        try:
+            _cfg, targets, _objs = engine.prepare(self.path, text=self.good, missing_ok=True)
+        except XdpDispatchError:
+            return                   # not an interface's fault: nothing to split
+        if len(targets) > 1:
+            self.interfaces({(t.netns, t.iface): "after a failed full apply"
+                             for t in targets}, trigger)
 
     def _report_then_apply_new(self, plans: list[InterfacePlan]) -> list[InterfacePlan]:
         """``on_drift: report``: drift of known interfaces is reported, not repaired;

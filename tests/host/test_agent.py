@@ -327,3 +327,26 @@ def test_container_entry_as_the_image_runs_it(ns, tmp_path, env) -> None:  # typ
     lines = [json.loads(x) for x in (tmp_path / "log").read_text().splitlines()]
     assert lines[-1]["event"] == "stop"
     assert ns.xdp("xh0")                      # left attached
+
+
+def test_rename_into_the_glob_and_one_bad_interface(ns, tmp_path, env, agents) -> None:  # type: ignore[no-untyped-def]
+    """A renamed interface that now matches gets its chain; an interface that cannot take
+    its chain (hw mode on a veth) does not keep the others from theirs."""
+    ns.add_pair("xh0", "xp0")
+    ns.add_pair("xbad", "xpb")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_text(ns.name, "xh*") + config_text(ns.name, "xbad").split(
+        "interfaces:\n", 1)[1].replace("mode: skb", "mode: hw"))
+    a = start(agents, str(cfg), env, tmp_path)
+    wait_xdp(ns, "xh0")
+    a.wait(lambda ls: count(ls, "apply", msg="failed", interface="xbad") >= 1)
+    assert ns.xdp("xbad") == 0
+    assert a.get("/readyz")[0] == 503           # the file as a whole is not in force
+    ns.add_pair("xz0", "xq0")
+    time.sleep(0.3)
+    assert ns.xdp("xz0") == 0
+    nettools.ip("link", "set", "xz0", "down", netns=ns.name)
+    nettools.ip("link", "set", "xz0", "name", "xh7", netns=ns.name)
+    wait_xdp(ns, "xh7")
+    assert chain_labels(ns, "xh7") == [("count", 10), ("icmp", 20), ("pass", 30)]
+    a.stop()
