@@ -77,6 +77,7 @@ class Agent:
         self.good_sha = ""
         self.bad_sha = ""                       # the last refused version (reported once)
         self.cfg: ChainConfig | None = None
+        self._st: os.stat_result | None = None  # of the file as last read
         self.known: dict[Key, Known] = {}
         self.drifted: set[Key] = set()
         self.monitors: dict[str | None, netlink.LinkMonitor] = {}
@@ -101,7 +102,7 @@ class Agent:
 
     def _read(self) -> tuple[bytes, str]:
         try:
-            data, _st = safeio.read_regular(self.path, safeio.MAX_CONFIG_BYTES)
+            data, self._st = safeio.read_regular(self.path, safeio.MAX_CONFIG_BYTES)
         except FileNotFoundError:
             raise ConfigError(f"{self.path}: no such file") from None
         except safeio.NotRegularError as e:
@@ -113,6 +114,9 @@ class Agent:
     def load(self, data: bytes, sha: str) -> None:
         """Validate ``data`` and make it the config in force (ConfigError if invalid)."""
         cfg = load_and_check(self.path, text=data)
+        if self._st is not None:
+            with safeio.strict_mode(cfg.strict):   # as load_config: can others change it?
+                safeio.check_input(self.path, self._st, ConfigError)
         self.good, self.good_sha, self.cfg, self.bad_sha = data, sha, cfg, ""
         self.generation += 1
         self.metrics.generation.set(self.generation)

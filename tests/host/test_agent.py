@@ -350,3 +350,17 @@ def test_rename_into_the_glob_and_one_bad_interface(ns, tmp_path, env, agents) -
     wait_xdp(ns, "xh7")
     assert chain_labels(ns, "xh7") == [("count", 10), ("icmp", 20), ("pass", 30)]
     a.stop()
+
+
+def test_strict_config_writable_by_others_is_refused(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+    """As apply: a config others can change is refused with strict: true (exit 2)."""
+    from tests.cli import run_cli
+
+    d = tmp_path / "open"
+    d.mkdir()
+    cfg = d / "c.yaml"
+    cfg.write_text("version: 1\nstrict: true\ninterfaces: []\n")
+    os.chmod(cfg, 0o666)
+    cp = run_cli("agent", str(cfg), "--listen", "none", env=env, timeout=30)
+    assert cp.returncode == 2, cp.stderr
+    assert "Traceback" not in cp.stderr and "c.yaml" in cp.stderr
