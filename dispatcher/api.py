@@ -340,6 +340,20 @@ def config_drift(config: str, iface: str | None = None) -> list[InterfaceDrift]:
     return drift_of(plan_config(config), iface)
 
 
+def export_config(ifaces: Sequence[str] = (), *, netns: str | None = None) -> str:
+    """The live chains of ``ifaces`` (every interface with an XDP program when empty) as a
+    config file that ``check`` accepts and whose ``plan`` is empty (``config/export.py``)."""
+    from dispatcher.config import ownership
+    from dispatcher.config.export import Observed, export_text
+
+    states: list[InterfaceState] = []
+    names: list[str | None] = list(ifaces) or [None]
+    for name in names:
+        states += status(name, netns=netns)
+    return export_text([Observed(s, netns, named=bool(ifaces)) for s in states],
+                       ownership.read())
+
+
 def clean(iface: str | None = None, *, netns: str | None = None) -> list[str]:
     """Remove pin directories of dispatchers that are no longer attached."""
     from dispatcher.chain import router
@@ -399,6 +413,6 @@ def probe_features(iface: str | None = None, *, netns: str | None = None) -> dic
 
 
 __all__ = ["LoadResult", "StatusReport", "apply_config", "check_config", "clean", "config_drift",
-           "load", "load_plain", "managed_by", "metrics", "plan_config", "probe_features",
+           "export_config", "load", "load_plain", "managed_by", "metrics", "plan_config", "probe_features",
            "read_object", "select_program", "set_stats", "stats", "status", "status_report",
            "unload", "unload_all"]
