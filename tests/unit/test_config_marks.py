@@ -34,7 +34,7 @@ CASES = [
      'c.yaml:7:9: interfaces[0].programs[0]: unknown key "priorty" (did you mean "priority"?)'),
     ('far',
      'version: 1\nintrfaces: []\nzzz: 1\n',
-     'c.yaml:1:1: missing required key "interfaces"\nc.yaml:2:1: unknown key "intrfaces" (did you mean "interfaces"?)\nc.yaml:3:1: unknown key "zzz" (expected one of version, interfaces, strict)'),
+     'c.yaml:1:1: missing required key "interfaces"\nc.yaml:2:1: unknown key "intrfaces" (did you mean "interfaces"?)\nc.yaml:3:1: unknown key "zzz" (expected one of version, interfaces, strict, on_drift)'),
     ('iface_far',
      'version: 1\ninterfaces:\n  - name: lo\n    qqq: 1\n    programs: []\n',
      'c.yaml:4:5: interfaces[0]: unknown key "qqq" (expected one of name, mode, dispatch, netns, stats, inline, programs)'),
