@@ -122,6 +122,25 @@ def private(tmp_path, bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> str:  
 
 
 @pytest.fixture
+def env(tmp_path, bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Private bpffs root and state directory, set for this test and returned (to pass to
+    subprocesses explicitly)."""
+    e = {"XDP_DISPATCH_STATE_DIR": str(tmp_path / "state"), "LIBXDP_BPFFS": bpffs_dir}
+    for k, v in e.items():
+        monkeypatch.setenv(k, v)
+    return e
+
+
+@pytest.fixture
+def veth(netns_veth: nettools.VethNs, env: dict[str, str]) -> Iterator[nettools.VethNs]:
+    """``netns_veth`` with everything unloaded from its host end afterwards."""
+    from tests.cli import run_cli
+
+    yield netns_veth
+    run_cli("unload", netns_veth.host_if, "--all", env=env)
+
+
+@pytest.fixture
 def two(netns_veth: nettools.VethNs, private: str) -> Iterator[tuple[str, str]]:
     """Two veth interfaces in the root netns (A pings its peer), cleaned up afterwards."""
     from tests.cli import run_cli

@@ -31,14 +31,6 @@ pytestmark = [
 
 
 @pytest.fixture
-def env(tmp_path, bpffs_dir, monkeypatch):  # type: ignore[no-untyped-def]
-    e = {"XDP_DISPATCH_STATE_DIR": str(tmp_path / "state"), "LIBXDP_BPFFS": bpffs_dir}
-    for k, v in e.items():
-        monkeypatch.setenv(k, v)
-    return e
-
-
-@pytest.fixture
 def ns() -> Iterator[Netns]:
     if nettools.IP_TOOL is None:
         pytest.skip("iproute2 `ip` is not installed: cannot create interfaces")

@@ -21,14 +21,6 @@ pytestmark = [pytest.mark.host_kernel, pytest.mark.once]   # export is kernel-ag
 
 
 @pytest.fixture
-def env(tmp_path, bpffs_dir, monkeypatch):  # type: ignore[no-untyped-def]
-    e = {"XDP_DISPATCH_STATE_DIR": str(tmp_path / "state"), "LIBXDP_BPFFS": bpffs_dir}
-    for k, v in e.items():
-        monkeypatch.setenv(k, v)
-    return e
-
-
-@pytest.fixture
 def pair(netns_veth, env):  # type: ignore[no-untyped-def]
     b = nettools.create_veth_ns()
     try:
