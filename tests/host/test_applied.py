@@ -21,7 +21,7 @@ from tests.cli import run_cli
 from tests.host import nettools
 from tests.objects import EXAMPLES_DIR
 
-pytestmark = [pytest.mark.host_kernel, pytest.mark.once]   # apply records: kernel-agnostic
+pytestmark = pytest.mark.host_kernel
 
 
 def write_cfg(path: str, name: str | list[str], progs: list[tuple[str, str, int]]) -> str:
