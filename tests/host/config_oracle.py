@@ -136,4 +136,7 @@ def assert_chain_matches(iface: str, programs: Sequence[Mapping[str, Any]], st: 
         theirs = xdp_loader_status(iface)
         assert theirs.get("id") == top_id, theirs
         rows = [(p, n, tuple(a.split(",")) if a else ()) for p, n, _i, _t, a in theirs["programs"]]
-        assert _ties_open(rows) == want, (rows, want)
+        # libxdp (1.3.1, seen in the 6.1 VM) reads a slot whose chain-call bitmap is empty as
+        # its default, XDP_PASS: what it would write back if it rebuilt the chain.
+        libxdp_want = sorted((p, n, a or LIBXDP_DEFAULT[1]) for p, n, a in want)
+        assert _ties_open(rows) == _ties_open(libxdp_want), (rows, libxdp_want)
