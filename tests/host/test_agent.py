@@ -19,15 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.host import nettools
 from tests.host.agent_harness import THREE, AgentProc, Netns, config_text, count
 
-pytestmark = [
-    pytest.mark.host_kernel,
-    # The agent's own work (inotify, rtnetlink events, HTTP, signals, reconcile decisions)
-    # does not depend on the chain kind, and each case runs dozens of commands: it runs in
-    # the host tier; in the VMs (25x slower start-up) the chain engine it drives is tested
-    # by the apply tests.
-    pytest.mark.skipif(bool(os.environ.get("XDP_DISPATCH_VM_KERNEL")),
-                       reason="agent tests run in the host tier (see pytestmark)"),
-]
+# The agent's own work (inotify, rtnetlink events, HTTP, signals, reconcile decisions) does
+# not depend on the chain kind, and each case runs dozens of commands: host tier only.
+pytestmark = [pytest.mark.host_kernel, pytest.mark.host_tier]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tests.cli import assert_one_line_error, run_cli
 from tests.host import nettools
 from tests.objects import example
 
-pytestmark = [pytest.mark.host_kernel, pytest.mark.once]   # ELF sections and refusals: kernel-agnostic
+pytestmark = [pytest.mark.host_kernel, pytest.mark.host_tier]   # files / ELF sections: no kernel or chain-kind dependence
 
 
 def _status(iface: str) -> dict:  # type: ignore[type-arg]
