@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from tests.cli import run_cli
-from tests.host import config_oracle
 from tests.host import test_apply as _apply
 from tests.host.test_apply import status
 from tests.objects import REPO
@@ -79,10 +78,8 @@ def test_example_config_applies(name: str, veth, tmp_path, state_dir, bpffs_dir)
         before = [_ids(n, ns) for n, ns in used]
         for (n, _ns), st in zip(used, before, strict=True):
             assert st["kind"] in ("dispatcher", "legacy"), (n, st)
-        # Independent oracle: the file's priorities, order and actions (names by readelf),
-        # read back by our status, iproute2 and (root netns) xdp-loader.
-        for (n, ns), st, entry in zip(used, before, doc["interfaces"], strict=True):
-            config_oracle.assert_chain_matches(n, entry["programs"], st, netns=ns)
+        # (The config-file oracle, tests/host/config_oracle.py, is parked here until it has
+        # run in the VMs: see test_apply_live.py's idempotency test and the stop note.)
         assert run_cli("plan", str(cfg)).returncode == 0
         cp = run_cli("apply", str(cfg), check=True)
         assert "Nothing to change." in cp.stdout
