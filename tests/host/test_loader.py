@@ -54,6 +54,10 @@ def _bpftool_xlated(path: str) -> dict[str, int]:
 @pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool not installed: no oracle")
 @pytest.mark.parametrize("path", LOADABLE, ids=ids(LOADABLE))
 def test_loads_like_bpftool(path: str, bpffs_dir: str) -> None:
+    if path.endswith("xdp_kfunc_mixed.o") and loader.kernel_version() < (6, 5):
+        # bpftool loads every program of the object, and the second one's kfunc
+        # (bpf_dynptr_from_xdp) arrived in Linux 6.5: no oracle for the first one here
+        pytest.skip("bpftool's oracle needs bpf_dynptr_from_xdp (Linux >= 6.5)")
     spec = read_object(path)
     # programs that call kfuncs are refused by our linker (bpftool loads them)
     progs = [p for p in spec.programs
