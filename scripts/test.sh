@@ -15,6 +15,8 @@
 #   host  tests/host   the running kernel (root, bpf(2), netlink, veths)
 #   vm    tests/host   again, inside VMs with the 6.1 and 6.12 kernels
 # Exits non-zero if setup or any tier failed. CI runs this (.ci/run).
+# Tests run in TEST_JOBS processes (pytest-xdist; default: one per core, and one per vCPU
+# inside the VMs); tests marked `serial` run while no other does (tests/host/conftest.py).
 # A single test may take TEST_TIMEOUT seconds (default 120; VM_TEST_TIMEOUT,
 # default 300, inside the VMs) before pytest-timeout fails it.
 set -uo pipefail
@@ -121,6 +123,7 @@ else
     echo "$want_stamp" >"$stamp"
 fi
 PY=$VENV/bin/python
+JOBS=${TEST_JOBS:-$(nproc)}
 
 # ---------------------------------------------------------------- setup: bpffs
 if ! mountpoint -q /sys/fs/bpf; then
@@ -146,7 +149,7 @@ run_pytest() {
     out=$(mktemp)
     start=$(date +%s)
     # XDP_DISPATCH_TIER: a skip for lack of what this tier must have fails (tests/tier_requirements.py)
-    XDP_DISPATCH_TIER=$name "$PY" -m pytest "$@" -p no:cacheprovider -rfEs --timeout="${TEST_TIMEOUT:-120}" 2>&1 | tee "$out"
+    XDP_DISPATCH_TIER=$name "$PY" -m pytest "$@" -n "$JOBS" -p no:cacheprovider -rfEs --timeout="${TEST_TIMEOUT:-120}" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     secs=$(( $(date +%s) - start ))
     counts=$(grep -a -E '^=+ .*[0-9]+ (passed|failed|error|skipped).* in [0-9.]+s' "$out" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
