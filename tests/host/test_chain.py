@@ -285,6 +285,9 @@ def test_we_read_and_change_xdp_loader_chain(veth) -> None:  # type: ignore[no-u
     unload(veth.host_if, drop_id)
     after = chain(veth.host_if)
     assert [n for n, *_ in after] == ["xdp_counter", "xdp_runcfg", "xdp_pass"]
+    import dispatcher  # "Managed by": ours say so, xdp-loader's nobody
+    labels = dispatcher.managed_by()
+    assert [labels.get(i) for _n, i, _p, _a in after] == [None, "xdp-dispatch", None]
     theirs = _xdp_loader_status(veth.host_if)
     assert [(p, n, i) for p, n, i, _t, _a in theirs["programs"]] == [(p, n, i) for n, i, p, _a in after]
     assert nettools.ping(veth.peer_ip, count=1)
