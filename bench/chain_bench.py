@@ -3,9 +3,9 @@ freplace is needed). Run as root:
 
     python bench/chain_bench.py [--rounds 5] [--repeat 1000000]
 
-Data path: BPF_PROG_TEST_RUN ns/packet (64-byte frame) of our dispatcher chain and of
-libxdp's with the same 1, 3 and 10 trivial XDP_PASS components, and of the component
-attached directly. Every configuration is loaded afresh in each round, rounds in
+Data path: BPF_PROG_TEST_RUN ns/packet (64-byte frame) of our dispatcher chain, of
+libxdp's, and of our linked chain (components inlined, and called), with the same 1, 3
+and 10 trivial XDP_PASS components, and of the component attached directly. Every configuration is loaded afresh in each round, rounds in
 shuffled order; medians are compared (software emulation varies ±40% per load).
 Also the xlated instruction count of each dispatcher.
 
@@ -67,6 +67,9 @@ def measure(repeat: int) -> tuple[int, int]:
 def build(kind: str, n: int) -> None:
     if kind == "ours":
         api.load(IF_A, [PASS] * n, mode="skb")
+    elif kind in ("linked", "linked-calls"):          # counts off: as the others count nothing
+        api.load(IF_A, [PASS] * n, mode="skb", dispatch="linked", stats="off",
+                 inline=kind == "linked")
     elif kind == "libxdp":
         sh("xdp-loader", "load", "-m", "skb", IF_A, *([PASS] * n))
     else:
@@ -107,7 +110,8 @@ def main() -> int:
 
 
 def data(args: argparse.Namespace) -> None:
-    configs = [("direct", 1)] + [(k, n) for n in (1, 3, 10) for k in ("ours", "libxdp")]
+    configs = [("direct", 1)] + [(k, n) for n in (1, 3, 10)
+                                 for k in ("ours", "libxdp", "linked", "linked-calls")]
     ns: dict[tuple[str, int], list[int]] = {c: [] for c in configs}
     insns: dict[tuple[str, int], int] = {}
     rng = random.Random(42)
@@ -122,14 +126,20 @@ def data(args: argparse.Namespace) -> None:
             insns[c] = x
     print(f"Data path, BPF_PROG_TEST_RUN, {args.repeat} repeats, median of {args.rounds} fresh loads"
           f" (kernel {os.uname().release})")
-    print(f"{'config':12s} {'ns/pkt':>8s} {'min':>6s} {'max':>6s} {'xlated':>7s}")
+    print(f"{'config':18s} {'ns/pkt':>8s} {'min':>6s} {'max':>6s} {'xlated':>7s}")
     for c in configs:
         v = ns[c]
-        print(f"{c[0] + ' N=' + str(c[1]):12s} {statistics.median(v):8.0f} {min(v):6d} {max(v):6d} "
-              f"{insns[c]:7d}")
+        print(f"{c[0] + ' N=' + str(c[1]):18s} {statistics.median(v):8.0f} {min(v):6d} "
+              f"{max(v):6d} {insns[c]:7d}")
+    med = {c: statistics.median(v) for c, v in ns.items()}
     for n in (1, 3, 10):
-        o, lx = statistics.median(ns[("ours", n)]), statistics.median(ns[("libxdp", n)])
-        print(f"ratio ours/libxdp N={n}: {o / lx:.2f}")
+        lx = med[("libxdp", n)]
+        print(f"N={n:<2d} ratio to libxdp: ours (freplace) {med[('ours', n)] / lx:.2f}, "
+              f"linked inlined {med[('linked', n)] / lx:.2f}, "
+              f"linked with calls {med[('linked-calls', n)] / lx:.2f}")
+    for k in ("ours", "libxdp", "linked", "linked-calls"):
+        per_slot = (med[(k, 10)] - med[(k, 1)]) / 9
+        print(f"per slot beyond the first, {k}: {per_slot:.1f} ns")
 
 
 def timed(fn: Callable[[], object]) -> float:
