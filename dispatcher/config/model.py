@@ -221,6 +221,11 @@ class InterfaceConfig(BaseModel):
     stats: Literal["off", "counts"] | None = Field(
         None, description="Per-component packet counters of a linked chain: counts or off "
                           "(default: keep the chain's setting; a new linked chain counts)")
+    dispatcher_version: Literal[2, 3] | None = Field(
+        None, description="libxdp dispatcher version of a freplace chain: 2 (read by libxdp "
+                          ">= 1.3) or 3 (libxdp >= 1.6). Default: an attached chain keeps its "
+                          "version, a new one gets the installed libxdp's, else 2; a different "
+                          "version on an attached chain is an upgrade in the same swap")
     programs: list[ProgramConfig] = Field(description="Programs of the chain")
 
     @field_validator("name", mode="before")
