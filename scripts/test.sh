@@ -10,6 +10,7 @@
 #   - a development venv in $REPO/.venv: the project (editable) + test extras
 #     + virtme-ng
 #   - bpffs mounted on /sys/fs/bpf
+#   - libxdp 1.5.4 and 1.6.3 builds (scripts/libxdp-versions.sh fetch, cached)
 # Tiers:
 #   unit  tests/unit   pure Python, no kernel
 #   host  tests/host   the running kernel (root, bpf(2), netlink, veths)
@@ -120,6 +121,14 @@ else
     echo "$want_stamp" >"$stamp"
 fi
 PY=$VENV/bin/python
+
+# ---------------------------------------------------------------- setup: libxdp builds
+# Real libxdp 1.5.4 and 1.6.3 for the version-interop tests (cached in .cache/libxdp:
+# quick when present). The VM tier FAILS those tests when a build is missing.
+if want host || want vm; then
+    log "setup: libxdp builds (scripts/libxdp-versions.sh fetch)"
+    bash scripts/libxdp-versions.sh fetch || die "fetching the libxdp builds failed"
+fi
 
 # ---------------------------------------------------------------- setup: bpffs
 if ! mountpoint -q /sys/fs/bpf; then
