@@ -287,3 +287,48 @@ def test_a_device_bound_chain_stays_bound(veth: nettools.VethNs, libxdp_attach: 
     api.unload(iface, ids=[ids["xdp_pass"]])
     st = ours(iface)
     assert st["dispatcher"]["devbound"] is True and len(st["programs"]) == 2
+
+
+def test_upgrade_under_traffic_loses_no_packet_and_keeps_pins(veth: nettools.VethNs,
+                                                              private: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """v2 -> v3 -> v2 while a sender runs: every sequence number arrives, the components
+    keep their ids, and a pinned map (xdp_blocklist's) keeps its id and entries."""
+    import sys
+    import time
+
+    from tests.host.test_apply_live import SENDER, Receiver, _lpm_key
+
+    iface = veth.host_if
+    for name, prio in (("xdp_counter.o", 10), ("xdp_blocklist.o", 20), ("xdp_pass.o", 30)):
+        our_load(iface, name, prio, version=2)
+    ids = ids_by_name(ours(iface))
+    with bpf.obj_get(os.path.join(private, "blocklist")) as m:
+        pinned = bpf.map_info(m.fd).id
+        bpf.map_update(m.fd, _lpm_key("198.51.100.7"), b"\x01")
+    nettools.ping(veth.host_ip, netns=veth.netns, count=1)
+    recv = Receiver(veth.host_ip)
+    stop = tmp_path / "stop-sender"
+    assert nettools.IP_TOOL is not None
+    sender = subprocess.Popen([nettools.IP_TOOL, "netns", "exec", veth.netns, sys.executable,
+                               "-c", SENDER, veth.host_ip, str(recv.port), str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    versions = []
+    try:
+        recv.wait_for(200)
+        for v in (3, 2):
+            run_cli("upgrade", iface, "--dispatcher-version", str(v), check=True)
+            versions.append(ours(iface)["dispatcher_version"])
+            recv.wait_for(len(recv.seen) + 200)
+    finally:
+        stop.touch()
+        out, err = sender.communicate(timeout=60)
+    time.sleep(0.5)
+    recv.close()
+    sent = int(out.strip())
+    assert versions == [3, 2]
+    assert sorted(recv.seen) == list(range(sent)), \
+        f"sent {sent}, received {len(recv.seen)} ({sent - len(set(recv.seen))} lost); {err}"
+    assert ids_by_name(ours(iface)) == ids
+    with bpf.obj_get(os.path.join(private, "blocklist")) as m:
+        assert bpf.map_info(m.fd).id == pinned
+        assert bpf.map_lookup(m.fd, _lpm_key("198.51.100.7"), 1) == b"\x01"
