@@ -241,6 +241,7 @@ def upgrade(iface: str, version: int, *, netns: str | None = None,
     from dispatcher.chain import router, rules
     from dispatcher.chain.model import request
 
+    rules.check_version(version)
     require_root("upgrading a dispatcher")
     [st] = status(iface, netns=netns)
     if st.error:
