@@ -213,7 +213,8 @@ def check_linked(st: InterfaceState, req: ChangeRequest) -> bool:
     iface = req.iface
     main_id = st.main.id if st.main else 0
     remove_all = req.remove_all or bool(main_id and main_id in req.remove_ids)
-    if req.dispatcher_version is not None and not remove_all:
+    if req.dispatcher_version is not None and req.dispatch == LINKED and not remove_all:
+        # (with auto, the version applies when a dispatcher is built, not to a linked chain)
         raise UsageError(f"{iface}: a linked chain is one XDP program, not libxdp's "
                          "dispatcher: --dispatcher-version applies to freplace chains",
                          hint="leave out --dispatcher-version (or dispatcher_version in a "

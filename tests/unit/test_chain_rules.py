@@ -176,8 +176,11 @@ def test_upgrade_to_the_same_version_is_nothing_to_do() -> None:
 
 def test_linked_chains_refuse_a_dispatcher_version() -> None:
     with pytest.raises(UsageError, match="--dispatcher-version applies to freplace chains"):
-        rules.check_linked(NONE, req(add=[new()], dispatcher_version=3))  # type: ignore[arg-type]
-    assert rules.check_linked(LINKED, req(remove_all=True, dispatcher_version=3))  # type: ignore[arg-type]
+        rules.check_linked(NONE, req(add=[new()], dispatcher_version=3, dispatch="linked"))  # type: ignore[arg-type]
+    assert rules.check_linked(LINKED, req(remove_all=True, dispatcher_version=3,  # type: ignore[arg-type]
+                                          dispatch="linked"))
+    # auto on a kernel without freplace links the chain: a config's version has no say
+    assert not rules.check_linked(NONE, req(add=[new()], dispatcher_version=3))  # type: ignore[arg-type]
 
 
 def test_linked_chain_seen_by_freplace_is_a_race() -> None:
