@@ -414,7 +414,8 @@ def probe_features(iface: str | None = None, *, netns: str | None = None) -> dic
 
     require_root("probing kernel features")
     probes = feat.all_probes(bpffs.bpffs_root(),
-                             first=(program.freplace, program.freplace_reattach))
+                             first=(program.freplace, program.freplace_reattach,
+                                    program.host_libxdp_probe))
     out: dict[str, object] = {k: v.to_json() for k, v in probes.items()}
     if iface:
         out["interface"] = feat.interface_modes(iface, netns=netns)

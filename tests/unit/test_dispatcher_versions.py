@@ -184,7 +184,11 @@ def test_the_host_libxdp_version_comes_from_its_dispatcher_objects_marker(
         monkeypatch.setenv("LIBXDP_OBJECT_PATH", str(tmp_path))
         program.host_libxdp.cache_clear()
         assert program.host_libxdp() == (version, str(tmp_path / "xdp-dispatcher.o"))
+        assert program.host_libxdp_probe().detail.endswith(
+            f"writes dispatcher v{version}: by default a new chain is v{version}")
     monkeypatch.setenv("LIBXDP_OBJECT_PATH", str(tmp_path / "none"))
     program.host_libxdp.cache_clear()
     assert program.host_dispatcher_version() == 0        # no libxdp: the plan writes v2
+    assert not program.host_libxdp_probe().supported
+    assert program.host_libxdp_probe().detail.endswith("by default a new chain is v2")
     program.host_libxdp.cache_clear()

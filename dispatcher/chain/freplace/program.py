@@ -86,6 +86,16 @@ def host_dispatcher_version() -> int:
 caches.register("chain.freplace.program.host_libxdp", host_libxdp.cache_clear)
 
 
+def host_libxdp_probe() -> Probe:
+    """For ``features``: which dispatcher version a new chain gets by default."""
+    version, path = host_libxdp()
+    if version:
+        return Probe("host_libxdp", True, f"{path} writes dispatcher v{version}: by default a new chain "
+                     f"is v{version if version in protocol.WRITABLE_VERSIONS else protocol.VERSION}")
+    return Probe("host_libxdp", False, "no libxdp dispatcher object found (LIBXDP_OBJECT_PATH, "
+                 f"{', '.join(LIBXDP_OBJECT_DIRS)}): by default a new chain is v{protocol.VERSION}")
+
+
 @dataclass
 class LoadedDispatcher:
     """A loaded (not yet attached) dispatcher; owns its fds."""
