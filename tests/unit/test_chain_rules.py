@@ -348,3 +348,11 @@ def test_second_program_without_freplace_hints_at_loading_both_linked() -> None:
         rules.check_freplace(LEGACY, req(add=[new()]), lambda: (True, ""))  # type: ignore[arg-type]
     assert e.value.hint == ("remove it first (xdp-dispatch unload eth0 --all), or pass --force "
                             "to replace it")
+
+
+def test_an_upgrade_keeps_every_component_in_its_slot() -> None:
+    st = dispatcher_state(comp(0, "a", 11, 10), comp(1, "b", 12, 20), comp(2, "c", 13, 30))
+    p = fplan.plan(st, req(dispatcher_version=3), never, no_host)  # type: ignore[arg-type]
+    assert [(m.name, m.priority, m.existing, m.new) for m in p.members] == [
+        ("a", 10, 0, -1), ("b", 20, 1, -1), ("c", 30, 2, -1)]
+    assert (p.version, p.devbound, p.old_pin_dir, p.direct) == (3, False, "/b/xdp/d", False)
