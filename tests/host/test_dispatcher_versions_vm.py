@@ -332,3 +332,23 @@ def test_upgrade_under_traffic_loses_no_packet_and_keeps_pins(veth: nettools.Vet
     with bpf.obj_get(os.path.join(private, "blocklist")) as m:
         assert bpf.map_info(m.fd).id == pinned
         assert bpf.map_lookup(m.fd, _lpm_key("198.51.100.7"), 1) == b"\x01"
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_packet_rewriting_component_joins_a_chain_of_each_version(veth: nettools.VethNs,
+                                                                    version: int) -> None:
+    """Our stubs make a no-op packet-changing call in every version we write, so kernels
+    with the packet-pointer check (Debian's 6.12) accept xdp_rewrite (bpf_xdp_adjust_head)
+    as a component; and it is still there after the chain is rebuilt."""
+    iface = veth.host_if
+    our_load(iface, "xdp_counter.o", 10, version=version)
+    our_load(iface, "xdp_rewrite.o", 20)
+    st = ours(iface)
+    assert st["dispatcher_version"] == version
+    assert [p["name"] for p in st["programs"]] == ["xdp_counter", "xdp_rewrite"]
+    assert nettools.ping(veth.peer_ip, count=1)
+    api.unload(iface, ids=[ids_by_name(st)["xdp_counter"]])
+    assert [p["name"] for p in ours(iface)["programs"]] == ["xdp_rewrite"]
+    if version == 3:     # libxdp 1.6 (stubs with the no-op) re-attaches it too
+        xdp_loader("1.6.3", "load", "-m", "skb", "-P", "30", iface, obj("xdp_pass.o"))
+        assert [r[1] for r in libxdp_rows("1.6.3", iface)] == ["xdp_rewrite", "xdp_pass"]
