@@ -14,7 +14,7 @@ EXAMPLE_SRCS  := $(wildcard bpf/examples/*.c)
 EXAMPLE_OBJS  := $(EXAMPLE_SRCS:.c=.o)
 BPF_HEADERS   := $(wildcard bpf/include/*.h)
 
-.PHONY: all bpf install demo test unittest hosttest vmtest lint bench clean
+.PHONY: all bpf install demo test unittest hosttest vmtest lint bench clean mutation
 
 all: bpf
 
@@ -48,6 +48,11 @@ hosttest:
 # KERNELS="/boot/vmlinuz-..." to choose; default: newest 6.1 and 6.12 in /boot.
 vmtest:
 	bash scripts/vmtest.sh $(KERNELS)
+
+# Mutation testing of the pure core by the unit tier (mutmut): a score per module.
+# MODULES="dispatcher/config/plan.py ..." for some; CHANGED=1 for those changed since main.
+mutation:
+	bash scripts/mutation.sh $(if $(CHANGED),--changed) $(MODULES)
 
 # ruff, mypy --strict, then the layer contracts of pyproject's [tool.importlinter].
 lint:

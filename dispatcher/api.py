@@ -127,14 +127,17 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
          verifier_log: list[str] | None = None,
          notice: Callable[[str], None] | None = None, dispatch: str = "auto",
          prog_type: str | None = None, stats: str | None = None,
+         inline: bool | None = None,
          dispatcher_version: int | None = None) -> ChangeResult:
     """Add programs to ``iface``'s chain (one atomic swap). CLI values override run config.
     ``dispatch``: ``auto`` (freplace where the kernel allows it, else a linked chain),
     ``freplace`` or ``linked``. ``prog_type`` ("xdp"): the type of a program whose section
     names none (as ``bpftool prog load ... type xdp``). ``stats``: ``counts`` or ``off``
-    (None: keep the chain's setting; a new linked chain counts). ``dispatcher_version``
-    (2 or 3): the libxdp dispatcher version of a freplace chain (None: an attached chain
-    keeps its own; a new one gets the installed libxdp's, else 2)."""
+    (None: keep the chain's setting; a new linked chain counts). ``inline``: a linked
+    chain inlines its components' entry functions into its main program (None: keep the
+    chain's setting; a new linked chain inlines). ``dispatcher_version`` (2 or 3): the
+    libxdp dispatcher version of a freplace chain (None: an attached chain keeps its own; a
+    new one gets the installed libxdp's, else 2)."""
     from dispatcher.chain import router
     from dispatcher.chain.model import NewProgram, request, settings_json
 
@@ -157,7 +160,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
         new.append(NewProgram(obj, prog, prio, acts, settings=settings))
     root = _root(notice)
     return router.change(request(iface, mode=mode, add=new, netns=netns, root=root, force=force,
-                                 dispatch=dispatch, stats=stats,
+                                 dispatch=dispatch, stats=stats, inline=inline,
                                  dispatcher_version=dispatcher_version),
                          notice=notice, verifier_log=verifier_log)
 
@@ -363,6 +366,20 @@ def config_drift(config: str, iface: str | None = None) -> list[InterfaceDrift]:
     return drift_of(plan_config(config), iface)
 
 
+def export_config(ifaces: Sequence[str] = (), *, netns: str | None = None) -> str:
+    """The live chains of ``ifaces`` (every interface with an XDP program when empty) as a
+    config file that ``check`` accepts and whose ``plan`` is empty (``config/export.py``)."""
+    from dispatcher.config import ownership
+    from dispatcher.config.export import Observed, export_text
+
+    states: list[InterfaceState] = []
+    names: list[str | None] = list(ifaces) or [None]
+    for name in names:
+        states += status(name, netns=netns)
+    return export_text([Observed(s, netns, named=bool(ifaces)) for s in states],
+                       ownership.read())
+
+
 def clean(iface: str | None = None, *, netns: str | None = None) -> list[str]:
     """Remove pin directories of dispatchers that are no longer attached."""
     from dispatcher.chain import router
@@ -423,6 +440,6 @@ def probe_features(iface: str | None = None, *, netns: str | None = None) -> dic
 
 
 __all__ = ["LoadResult", "StatusReport", "apply_config", "check_config", "clean", "config_drift",
-           "load", "load_plain", "managed_by", "metrics", "plan_config", "probe_features",
+           "export_config", "load", "load_plain", "managed_by", "metrics", "plan_config", "probe_features",
            "read_object", "select_program", "set_stats", "stats", "status", "status_report",
            "unload", "unload_all", "upgrade"]

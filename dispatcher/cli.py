@@ -116,6 +116,10 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--stats", choices=["off", "counts"],
                     help="per-component counters of a linked chain (default: keep the "
                          "chain's setting; a new linked chain counts)")
+    sp.add_argument("--inline", choices=["on", "off"],
+                    help="inline each component's entry function into a linked chain's main "
+                         "program, saving a call per slot (default: keep the chain's "
+                         "setting; a new linked chain inlines)")
     sp.add_argument("--dispatcher-version", type=int, metavar="N",
                     help="libxdp dispatcher version of a freplace chain: 2 (read by libxdp "
                          ">= 1.3) or 3 (libxdp >= 1.6); default: an attached chain keeps "
@@ -186,6 +190,25 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
                     help="also remove programs this config does not manage")
     sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
 
+    sp = add("export", help="write the live chains as a config file (check accepts it, "
+                        "plan of it is empty)")
+    sp.add_argument("ifaces", metavar="IFACE", nargs="*",
+                    help="interfaces to export (default: every one with an XDP program)")
+    sp.add_argument("--netns", help="network namespace of the interfaces")
+
+    sp = add("agent", help="apply a config, then keep it true: config edits, new and "
+                       "changed interfaces, periodic resync (SIGTERM leaves chains attached)")
+    sp.add_argument("config", metavar="CONFIG")
+    sp.add_argument("--listen", default="127.0.0.1:9720", metavar="HOST:PORT",
+                    help="serve /metrics, /healthz and /readyz there (default "
+                         "127.0.0.1:9720; none: no HTTP)")
+    sp.add_argument("--resync", type=float, default=300.0, metavar="S",
+                    help="full reconcile every S seconds, for missed events (default 300)")
+    sp.add_argument("--debounce", type=float, default=0.2, metavar="S",
+                    help="wait S seconds after the last config file event (default 0.2)")
+    sp.add_argument("--log-format", choices=["text", "json"], default="text",
+                    help="one line per decision, as text (default) or JSON")
+
     sp = add("schema", help="print the JSON Schema of config files (for editors)")
 
     sp = add("check", help="validate a config file (syntax, schema, objects)")
@@ -239,6 +262,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
                        netns=args.netns, force=args.force,
                        verifier_log=log if want_log else None, notice=_notice,
                        dispatch=args.dispatch, prog_type=args.prog_type, stats=args.stats,
+                       inline=None if args.inline is None else args.inline == "on",
                        dispatcher_version=args.dispatcher_version)
     except XdpDispatchError as e:
         log_text = getattr(e, "log", None)
@@ -410,6 +434,25 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from dispatcher import api
+
+    sys.stdout.write(api.export_config(args.ifaces, netns=args.netns))
+    return 0
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from dispatcher.agent import service
+    from dispatcher.kernel.privileges import require_root
+
+    require_root("running the agent")
+    if args.debounce < 0:
+        raise UsageError("--debounce must be zero or a positive number of seconds")
+    return service.run(args.config, listen=None if args.listen == "none" else args.listen,
+                       resync=args.resync, log_format=args.log_format,
+                       debounce=args.debounce)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from dispatcher.config.model import json_schema
 
@@ -435,7 +478,8 @@ _COMMANDS = {"inspect": _cmd_inspect, "load": _cmd_load, "unload": _cmd_unload,
              "status": _cmd_status, "stats": _cmd_stats, "top": _cmd_top, "metrics": _cmd_metrics,
              "clean": _cmd_clean, "features": _cmd_features,
              "schema": _cmd_schema, "check": _cmd_check, "plan": _cmd_plan,
-             "apply": _cmd_apply}
+             "apply": _cmd_apply, "export": _cmd_export,
+             "agent": _cmd_agent}
 
 
 def _only_command(argv: Sequence[str]) -> str | None:

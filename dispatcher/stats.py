@@ -18,11 +18,12 @@ JSON (``stats --json``), fixed keys::
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from dispatcher.chain import observe
 from dispatcher.chain import stats as cs
+from dispatcher.errors import XdpDispatchError
 from dispatcher.record import record
 
 if TYPE_CHECKING:
@@ -158,6 +159,23 @@ class _Collector:
         yield pk
         yield by
         yield info
+
+
+class LiveCollector:
+    """The same metrics, read at each scrape from the chains of ``namespaces`` (None: this
+    process's own), for a long-running exporter (``xdp-dispatch agent``)."""
+
+    def __init__(self, namespaces: Callable[[], Sequence[str | None]]) -> None:
+        self.namespaces = namespaces
+
+    def collect(self) -> Iterator[Metric]:
+        ifs: list[InterfaceStats] = []
+        for ns in self.namespaces():
+            try:
+                ifs += collect(None, ns)
+            except XdpDispatchError:
+                continue          # a namespace that is gone: no series
+        yield from _Collector(ifs).collect()
 
 
 def prometheus(ifs: Sequence[InterfaceStats]) -> bytes:

@@ -16,6 +16,8 @@
 #   host  tests/host   the running kernel (root, bpf(2), netlink, veths)
 #   vm    tests/host   again, inside VMs with the 6.1 and 6.12 kernels
 # Exits non-zero if setup or any tier failed. CI runs this (.ci/run).
+# Tests run in TEST_JOBS processes (pytest-xdist; default: one per core, and one per vCPU
+# inside the VMs); tests marked `serial` run while no other does (tests/host/conftest.py).
 # A single test may take TEST_TIMEOUT seconds (default 120; VM_TEST_TIMEOUT,
 # default 300, inside the VMs) before pytest-timeout fails it.
 set -uo pipefail
@@ -29,6 +31,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 APT_PACKAGES=(
     clang llvm libbpf-dev linux-libc-dev bpftool xdp-tools
+    binutils
     iproute2 iputils-ping kmod
     python3 python3-venv
     qemu-system-x86 busybox-static
@@ -121,6 +124,7 @@ else
     echo "$want_stamp" >"$stamp"
 fi
 PY=$VENV/bin/python
+JOBS=${TEST_JOBS:-$(nproc)}
 
 # ---------------------------------------------------------------- setup: libxdp builds
 # Real libxdp 1.5.4 and 1.6.3 for the version-interop tests (cached in .cache/libxdp:
@@ -138,6 +142,7 @@ echo "setup done in $(( $(date +%s) - T0 ))s"
 
 # ---------------------------------------------------------------- tiers
 declare -a results=()
+declare -a skiplines=()         # per tier: skip reasons with counts (scripts/skip-summary.sh)
 npass=0
 nfail=0
 record() {  # name verdict seconds detail
@@ -152,10 +157,12 @@ run_pytest() {
     log "tier $name: pytest $*"
     out=$(mktemp)
     start=$(date +%s)
-    "$PY" -m pytest "$@" -p no:cacheprovider -rfEs --timeout="${TEST_TIMEOUT:-120}" 2>&1 | tee "$out"
+    # XDP_DISPATCH_TIER: a skip for lack of what this tier must have fails (tests/tier_requirements.py)
+    XDP_DISPATCH_TIER=$name "$PY" -m pytest "$@" -n "$JOBS" -p no:cacheprovider -rfEs --timeout="${TEST_TIMEOUT:-120}" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     secs=$(( $(date +%s) - start ))
     counts=$(grep -a -E '^=+ .*[0-9]+ (passed|failed|error|skipped).* in [0-9.]+s' "$out" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
+    skiplines+=("$(bash scripts/skip-summary.sh "$name" "$out")")
     rm -f "$out"
     case $rc in
         0) record "$name" PASS "$secs" "$counts" ;;
@@ -170,11 +177,12 @@ want host && run_pytest host tests/host
 if want vm; then
     log "tier vm: scripts/vmtest.sh"
     start=$(date +%s)
-    rm -f .vmtest/results
+    rm -f .vmtest/results .vmtest/skips
     bash scripts/vmtest.sh
     rc=$?
     secs=$(( $(date +%s) - start ))
     nvm=0
+    [ -s .vmtest/skips ] && mapfile -t -O "${#skiplines[@]}" skiplines <.vmtest/skips
     if [ -s .vmtest/results ]; then
         while IFS='|' read -r release verdict ksecs detail; do
             record "vm $release" "$verdict" "$ksecs" "$detail"
@@ -190,5 +198,6 @@ fi
 
 log "summary (total $(( $(date +%s) - T0 ))s)"
 printf '%s\n' "${results[@]}"
+[ ${#skiplines[@]} -gt 0 ] && printf '%s\n' "${skiplines[@]}"
 echo "tiers: $npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

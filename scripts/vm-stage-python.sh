@@ -11,7 +11,9 @@ mkdir -p "$pystage"
 stdlib=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))') || die "cannot ask $VENV/bin/python for its stdlib"
 sp=./lib/python3.11/site-packages
 tar -C "$VENV" -cf "$pystage/venv.tar" --exclude="$sp/mypy" --exclude="$sp/mypyc" \
-    --exclude="$sp/*__mypyc*" --exclude="$sp/pip" --exclude="$sp/ruff" . \
+    --exclude="$sp/*__mypyc*" --exclude="$sp/pip" --exclude="$sp/ruff" \
+    --exclude="$sp/kubernetes_validate" --exclude="$sp/libcst" --exclude="$sp/textual" \
+    --exclude="$sp/mutmut" --exclude="$sp/grimp" --exclude="$sp/importlinter" . \
     || die "cannot pack $VENV"
 tar -C "$stdlib" -cf "$pystage/stdlib.tar" --exclude=./test --exclude=./idlelib \
     --exclude=./tkinter --exclude=./turtledemo --exclude=./lib2to3 --exclude=./ensurepip . \

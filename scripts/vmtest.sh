@@ -15,14 +15,14 @@
 # (seconds per test inside the VM, default 300), VM_CPUS (2), VM_MEMORY (2G),
 # VM_TESTS (space-separated pytest arguments instead of tests/host, e.g.
 # "tests/host/test_vm_smoke.py"). Without VM_TESTS the last kernel runs all of
-# tests/host and the others skip tests marked `once` (behaviour that does not
+# tests/host but those marked `host_tier`, and the others also skip tests marked `once` (behaviour that does not
 # depend on the kernel version: user input, CLI wording, apply's transaction
 # logic), which the host tier and the newest kernel run.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 VENV=$REPO/.venv
-VM_TIMEOUT=${VM_TIMEOUT:-1800}
+VM_TIMEOUT=${VM_TIMEOUT:-2400}
 VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-300}
 VM_CPUS=${VM_CPUS:-2}
 VM_MEMORY=${VM_MEMORY:-2G}
@@ -45,7 +45,9 @@ command -v busybox >/dev/null || die "busybox missing (apt-get install busybox-s
 
 mkdir -p "$REPO/.vmtest"
 results=$REPO/.vmtest/results   # one "release|verdict|seconds|detail" line per kernel
+skips=$REPO/.vmtest/skips       # one "skips vm RELEASE: ..." line per kernel (skip-summary.sh)
 : >"$results"
+: >"$skips"
 declare -a summary=()
 failed=0
 
@@ -80,8 +82,14 @@ fi
 last=${kernels[${#kernels[@]}-1]}
 for image in "${kernels[@]}"; do
     tests=${VM_TESTS:-}
-    if [ -z "$tests" ] && [ "$image" != "$last" ]; then
-        tests="-m 'not once' tests/host"
+    if [ -z "$tests" ]; then
+        # host_tier: neither the kernel nor the chain kind matters (files, ELF sections, the
+        # agent's events): the host tier runs those; the VMs run what freplace changes.
+        if [ "$image" != "$last" ]; then
+            tests="-m 'not once and not host_tier' tests/host"
+        else
+            tests="-m 'not host_tier' tests/host"
+        fi
     fi
     [ -r "$image" ] || die "cannot read kernel image $image"
     name=$(basename "$image")
@@ -126,10 +134,12 @@ for image in "${kernels[@]}"; do
     [ "$verdict" = FAIL ] && failed=1
     echo "$release|$verdict|$secs|${counts:-no pytest summary}${why:+ ($why)}" >>"$results"
     summary+=("$(printf 'vm %-22s %s  %4ss  %s%s' "$release" "$verdict" "$secs" "${counts:-no pytest summary}" "${why:+ ($why)}")")
+    bash "$REPO/scripts/skip-summary.sh" "vm $release" "$log" | tee -a "$skips"
 done
 
 echo
 rm -rf "$pystage"
 echo "=== VM tier summary"
 printf '%s\n' "${summary[@]}"
+cat "$skips"
 exit "$failed"

@@ -38,6 +38,8 @@ class SlotDescription:
     settings: str = ""                  # a config entry's load-time overrides (JSON)
     source: str = ""                    # the config file that manages the slot
     counter: int = -1                   # stats on: the slot's counter index (chain/stats.py)
+    inlined: bool = False               # its entry is inlined into the chain's main function
+    not_inlined: str = ""               # why it stays a bpf-to-bpf call (chains that inline)
 
     @property
     def map_ids(self) -> dict[str, int]:
@@ -52,6 +54,9 @@ class SlotDescription:
             **({"settings": self.settings} if self.settings else {}),
             **({"source": self.source} if self.source else {}),
             **({"counter": self.counter} if self.counter >= 0 else {}),
+            **({"inlined": True} if self.inlined else {}),
+            **({"inlined": False, "not_inlined": self.not_inlined} if self.not_inlined
+               else {}),
         }
 
 
@@ -63,6 +68,7 @@ class ChainDescription:
     slots: tuple[SlotDescription, ...]  # in slot order
     version: int = VERSION
     stats_map: int = 0                  # id of the chain.stats map; 0: stats off
+    inline: bool = True                 # entries are inlined into main where they can be
 
     @property
     def stats(self) -> str:
@@ -75,7 +81,8 @@ class ChainDescription:
     def to_json(self) -> dict[str, object]:
         return {"version": self.version, "mode": MODE, "tool": self.tool, "btf": self.btf,
                 "frags": self.frags, "slots": [s.to_json() for s in self.slots],
-                **({"stats_map": self.stats_map} if self.stats_map else {})}
+                **({"stats_map": self.stats_map} if self.stats_map else {}),
+                **({} if self.inline else {"inline": False})}
 
 
 def encode(desc: ChainDescription) -> bytes:
@@ -98,7 +105,8 @@ def parse(value: bytes) -> ChainDescription | None:
         slots = tuple(_slot(s) for s in doc["slots"])
         return ChainDescription(_str(doc.get("tool", "")), _str(doc.get("btf", "")),
                                 _bool(doc.get("frags", False)), slots,
-                                _int(doc.get("version", VERSION)), _int(doc.get("stats_map", 0)))
+                                _int(doc.get("version", VERSION)), _int(doc.get("stats_map", 0)),
+                                _bool(doc.get("inline", True)))
     except (TypeError, ValueError):
         return None
 
@@ -115,7 +123,8 @@ def _slot(s: object) -> SlotDescription:
         _bool(s.get("frags", False)), _str(s.get("object", "")), _str(s.get("sha256", "")),
         _str(s.get("program", "")), _str(s.get("section", "")),
         tuple((_str(k), _int(v)) for k, v in maps.items()), _str(s.get("pin_dir", "")),
-        _str(s.get("settings", "")), _str(s.get("source", "")), _int(s.get("counter", -1)))
+        _str(s.get("settings", "")), _str(s.get("source", "")), _int(s.get("counter", -1)),
+        _bool(s.get("inlined", False)), _str(s.get("not_inlined", "")))
 
 
 def _str(v: object) -> str:

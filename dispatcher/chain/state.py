@@ -60,6 +60,8 @@ class Component:
     source: str = ""            # linked chains: the config file that manages the slot, if any
     maps: tuple[tuple[str, int], ...] | None = None   # linked chains: (map name, map id)
     packets: int | None = None  # linked chains with stats: packets the component saw
+    inlined: bool | None = None  # linked chains that inline: the entry is in main
+    not_inlined: str = ""        # ... and if not, why it stays a call
 
     def to_json(self) -> dict[str, object]:
         # A linked chain's components are not programs of their own: id and tag are null;
@@ -74,6 +76,10 @@ class Component:
             out["maps"] = dict(self.maps)
         if self.packets is not None:
             out["packets"] = self.packets
+        if self.inlined is not None:
+            out["inlined"] = self.inlined
+        if self.not_inlined:
+            out["not_inlined"] = self.not_inlined
         return out
 
 
@@ -193,5 +199,7 @@ def components_from_description(desc: ChainDescription) -> tuple[Component, ...]
     """Components of a linked chain, from its description (no program ids)."""
     return tuple(Component(slot=i, name=s.label, id=0, tag="", priority=s.priority,
                            chain_call_actions=s.actions, frags=s.frags, object_path=s.path,
-                           source=s.source, maps=s.maps)
+                           source=s.source, maps=s.maps,
+                           inlined=s.inlined if s.inlined or s.not_inlined else None,
+                           not_inlined=s.not_inlined)
                  for i, s in enumerate(desc.slots))

@@ -186,6 +186,7 @@ def plan_record(p: InterfacePlan) -> dict[str, Any]:
     return {"iface": p.iface, "netns": p.netns, "mode": p.mode, "error": p.error,
             "observed_mode": p.observed_mode, "linked": p.linked, "dispatch": p.dispatch,
             "stats": p.stats, "observed_stats": p.observed_stats,
+            "inline": p.inline, "observed_inline": p.observed_inline,
             "dispatcher_version": p.dispatcher_version,
             "items": [{"action": i.action, "name": i.name, "prog_id": i.prog_id,
                        "priority": i.priority, "actions": list(i.actions), "detail": i.detail,
@@ -215,4 +216,5 @@ def plan_from_record(d: dict[str, Any]) -> InterfacePlan:
             None if ker is None else (int(ker[0]), tuple(str(a) for a in ker[1]))))
     return InterfacePlan(str(d["iface"]), d["netns"], str(d["mode"]), tuple(items),
                          d["error"], d["observed_mode"], bool(d["linked"]), str(d["dispatch"]),
-                         d.get("stats"), d.get("observed_stats"), d.get("dispatcher_version"))
+                         d.get("stats"), d.get("observed_stats"), d.get("inline"),
+                         d.get("observed_inline"), d.get("dispatcher_version"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from dispatcher.chain import observe, router
@@ -55,17 +55,21 @@ class _Target:
     desired: list[DesiredProgram]
     dispatch: str = "auto"
     stats: str | None = None
+    inline: bool | None = None
     dispatcher_version: int | None = None
 
 
 Links = dict[str | None, list[netlink.XdpState]]    # netns -> its RTM_GETLINK dump
+Scope = Collection[tuple[str | None, str]]          # (netns, interface) pairs
 
 
 def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
-            links: Links | None = None, shas: dict[str, str] | None = None) -> list[_Target]:
+            links: Links | None = None, shas: dict[str, str] | None = None,
+            missing_ok: bool = False) -> list[_Target]:
     """Interfaces (names expanded) and their enabled programs, with defaults from objects.
     ``links`` receives the dump of each network namespace the config names; ``shas`` has
-    the objects' content hashes where already known."""
+    the objects' content hashes where already known. ``missing_ok``: a name or pattern
+    that matches no interface (yet) is not an error (the agent waits for it)."""
     shas = {} if shas is None else shas
     out = []
     links = {} if links is None else links
@@ -76,7 +80,10 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
             links[icfg.netns] = netlink.list_links(netns=icfg.netns)
         present = [x.ifname for x in links[icfg.netns]]
         names = expand_names(icfg.names(), present, icfg.exact_names())
-        problems += _missing_interfaces(cfg, k, present)
+        if not missing_ok:
+            problems += _missing_interfaces(cfg, k, present)
+        else:
+            names = [n for n in names if n in present]
         desired = []
         for j, p in enumerate(icfg.programs):
             if not p.enabled:
@@ -110,7 +117,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                 continue
             seen[(icfg.netns, n)] = k
             out.append(_Target(n, icfg.netns, icfg.mode, desired, icfg.dispatch, icfg.stats,
-                               icfg.dispatcher_version))
+                               icfg.inline, icfg.dispatcher_version))
     if problems:
         raise ConfigError("\n".join(problems))
     return out
@@ -142,11 +149,15 @@ def new_program(obj: ObjectSpec, d: DesiredProgram) -> NewProgram:
                       settings=d.settings, sha256=d.sha256[:SHA_PREFIX])
 
 
-def prepare(path: str, links: Links | None = None, shas: dict[str, str] | None = None
+def prepare(path: str, links: Links | None = None, shas: dict[str, str] | None = None,
+            *, text: bytes | None = None, missing_ok: bool = False,
+            only: Scope | None = None,
             ) -> tuple[ChainConfig, list[_Target], dict[str, ObjectSpec]]:
     """The config checked, its targets resolved (``links`` receives the link dumps read
     for that), and the objects it names read and parsed once (``shas`` receives the
-    hash of the bytes parsed)."""
+    hash of the bytes parsed). ``text``: the config's bytes, already read (see
+    ``load_config``); ``missing_ok``: see ``resolve``; ``only``: keep only the targets
+    in that set of (netns, interface)."""
     objects: dict[str, ObjectSpec] = {}
     shas = {} if shas is None else shas
 
@@ -157,8 +168,11 @@ def prepare(path: str, links: Links | None = None, shas: dict[str, str] | None =
             shas[obj_path] = hashlib.sha256(data).hexdigest()
         return objects[obj_path]
 
-    cfg = load_and_check(path, read_object=read_once)
-    return cfg, resolve(cfg, objects, links, shas), objects
+    cfg = load_and_check(path, read_object=read_once, text=text)
+    targets = resolve(cfg, objects, links, shas, missing_ok)
+    if only is not None:
+        targets = [t for t in targets if (t.netns, t.iface) in only]
+    return cfg, targets, objects
 
 
 def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = False,
@@ -183,7 +197,7 @@ def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = 
         plans.append(replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
                                             exclusive, source=os.path.abspath(cfg.source),
                                             dispatcher_version=t.dispatcher_version),
-                             dispatch=t.dispatch, stats=t.stats))
+                             dispatch=t.dispatch, stats=t.stats, inline=t.inline))
     return plans
 
 
@@ -199,13 +213,16 @@ class _Recorder:
     link dumps that are the system's fingerprint, compared again before writing, so a
     change made meanwhile keeps the record from being written."""
 
-    def __init__(self, path: str, exclusive: bool) -> None:
+    def __init__(self, path: str, exclusive: bool, text: bytes | None = None,
+                 partial: bool = False) -> None:
         self.applied = applied
         self.path, self.exclusive = path, exclusive
         try:
             self.config_sha: str | None = applied.file_sha(path)
         except OSError:
             self.config_sha = None
+        if partial or (text is not None and hashlib.sha256(text).hexdigest() != self.config_sha):
+            self.config_sha = None     # not the file as it is, or not all of it: no record
         self.sys_before: dict[str, object] | None = None
         applied.forget(path)
 
@@ -237,14 +254,22 @@ class _Recorder:
 
 
 def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
-          notice: Callable[[str], None] | None = None) -> list[InterfacePlan]:
+          notice: Callable[[str], None] | None = None, text: bytes | None = None,
+          only: Scope | None = None, missing_ok: bool = False,
+          links: Links | None = None) -> list[InterfacePlan]:
     """Make each interface match the config; returns the plans that were carried out.
     When nothing is left to change, records that (``applied.py``) so that the next apply
-    of the unchanged file against the unchanged system can say so without re-planning."""
-    rec = _Recorder(path, exclusive)
-    links: Links = {}
+    of the unchanged file against the unchanged system can say so without re-planning.
+    ``text``: the config's bytes as already read (the agent's last good copy); ``only``:
+    change only these (netns, interface) targets and touch no other interface;
+    ``missing_ok``: names and patterns that match no interface are not errors; ``links``:
+    fresh link states to plan from (with ``only``: just the targets', so that applying
+    one new interface costs the same however many a namespace has)."""
+    rec = _Recorder(path, exclusive, text, partial=only is not None)
+    links = {} if links is None else links
     shas: dict[str, str] = {}
-    cfg, targets, objects = prepare(path, links, shas)
+    cfg, targets, objects = prepare(path, links, shas, text=text, missing_ok=missing_ok,
+                                    only=only)
     rec.fingerprint(targets, links)
     plans = observe_plan(cfg, targets, exclusive=exclusive, links=links)
     errors = [f"{p.iface}: {p.error}" for p in plans if p.error]
@@ -288,6 +313,8 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     for _p, pc in pending:
         pc.commit()
     ownership.update(owners_new, dropped)
+    if rec.config_sha is None:
+        return plans     # no record can be written (partial, or not the file as it is)
     # The result, planned afresh, must have nothing left to change: record it for re-applies.
     links = rec.fingerprint(targets)
     rec.remember(cfg, observe_plan(cfg, targets, exclusive=exclusive, links=links), shas)
@@ -330,7 +357,7 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
                                      source=source))
         return router.begin(request(p.iface, mode=p.mode, add=new_l, remove_names=names,
                                     netns=p.netns, root=root, dispatch=p.dispatch,
-                                    stats=p.stats),
+                                    stats=p.stats, inline=p.inline),
                             notice=notice)   # a linked chain's description names its owners
     add_items = [i for i in p.items if i.action in (ADD, UPGRADE)]
     new = []
@@ -343,7 +370,8 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
 
     return router.begin(request(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
                                 netns=p.netns, root=root, dispatch=p.dispatch,
-                                stats=p.stats, dispatcher_version=p.dispatcher_version),
+                                stats=p.stats, inline=p.inline,
+                                dispatcher_version=p.dispatcher_version),
                         notice=notice,
                         before_swap=lambda preview: intent.record(_owners(p, preview, source)))
 

@@ -221,6 +221,10 @@ class InterfaceConfig(BaseModel):
     stats: Literal["off", "counts"] | None = Field(
         None, description="Per-component packet counters of a linked chain: counts or off "
                           "(default: keep the chain's setting; a new linked chain counts)")
+    inline: bool | None = Field(
+        None, description="A linked chain inlines each component's entry function into its "
+                          "main program, saving a call per slot: true or false (default: keep "
+                          "the chain's setting; a new linked chain inlines)")
     dispatcher_version: Literal[2, 3] | None = Field(
         None, description="libxdp dispatcher version of a freplace chain: 2 (read by libxdp "
                           ">= 1.3) or 3 (libxdp >= 1.6). Default: an attached chain keeps its "
@@ -272,6 +276,9 @@ class ChainConfig(BaseModel):
     interfaces: list[InterfaceConfig] = Field(description="Chains, one entry per interface")
     strict: bool = Field(False, description="Refuse (instead of warning about) this file and "
                                             "object files that others can change, as --strict")
+    on_drift: Literal["repair", "report"] = Field(
+        "repair", description="What `xdp-dispatch agent` does when another tool replaces or "
+                              "removes a chain: repair it (default) or only report it")
 
     _source: str = PrivateAttr("<config>")
     _marks: dict[Loc, _Mark] = PrivateAttr(default_factory=dict)
@@ -512,18 +519,26 @@ def _raise(errors: list[_Err], source: str) -> None:
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_config(path: str) -> ChainConfig:
-    """Read, parse and validate a config file; ConfigError lists every problem, one per line."""
+def load_config(path: str, text: bytes | None = None) -> ChainConfig:
+    """Read, parse and validate a config file; ConfigError lists every problem, one per line.
+    ``text``: the file's bytes as already read and checked (e.g. the agent's last good
+    copy), parsed as ``path`` (objects relative to its directory) without reading it."""
+    if text is not None:
+        try:
+            decoded = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: cannot read: {e}") from None
+        return parse_config(decoded, path, os.path.dirname(os.path.abspath(path)))
     try:
         data, st = safeio.read_regular(path, safeio.MAX_CONFIG_BYTES)
-        text = data.decode("utf-8")
+        decoded = data.decode("utf-8")
     except safeio.NotRegularError as e:
         raise ConfigError(f"{path}: {e.reason}") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-    cfg = parse_config(text, path, os.path.dirname(os.path.abspath(path)))
+    cfg = parse_config(decoded, path, os.path.dirname(os.path.abspath(path)))
     with safeio.strict_mode(cfg.strict):
         safeio.check_input(path, st, ConfigError)
     return cfg
@@ -748,9 +763,10 @@ def error_at(cfg: ChainConfig, loc: Loc, msg: str) -> str:
 
 
 def load_and_check(path: str, interfaces: list[str] | None = None,
-                   read_object: ReadObject = _default_read_object) -> ChainConfig:
+                   read_object: ReadObject = _default_read_object,
+                   text: bytes | None = None) -> ChainConfig:
     """``load_config`` + ``check_config``; one ConfigError carrying every message."""
-    cfg = load_config(path)
+    cfg = load_config(path, text)
     with safeio.strict_mode(cfg.strict):
         problems = check_config(cfg, read_object=read_object, interfaces=interfaces)
     if problems:

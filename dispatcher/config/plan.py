@@ -109,7 +109,15 @@ class InterfacePlan:
     dispatch: str = "auto"              # auto | freplace | linked (from the config)
     stats: str | None = None            # off | counts (from the config; None: keep)
     observed_stats: str | None = None   # a linked chain's current setting
+    inline: bool | None = None          # inline entries (from the config; None: keep)
+    observed_inline: bool | None = None  # a linked chain's current setting
     dispatcher_version: int | None = None   # from the config (None: keep the chain's)
+
+    @property
+    def inline_change(self) -> bool:
+        """The config turns a linked chain's inlining on or off."""
+        return (self.linked and self.inline is not None and self.observed_inline is not None
+                and self.inline != self.observed_inline)
 
     @property
     def stats_change(self) -> bool:
@@ -119,12 +127,14 @@ class InterfacePlan:
 
     @property
     def changed(self) -> bool:
-        return any(i.action in CHANGES for i in self.items) or self.stats_change
+        return any(i.action in CHANGES for i in self.items) or self.stats_change or \
+            self.inline_change
 
     def to_json(self) -> dict[str, object]:
         return {"interface": self.iface, "netns": self.netns, "mode": self.mode,
                 "changed": self.changed, "items": [i.to_json() for i in self.items],
                 "error": self.error, **({"stats": self.stats} if self.stats else {}),
+                **({"inline": self.inline} if self.inline is not None else {}),
                 **({"dispatcher_version": self.dispatcher_version}
                    if self.dispatcher_version else {})}
 
@@ -236,7 +246,9 @@ def plan_linked(iface: str, netns: str | None, mode: str, desired: list[DesiredP
                                   f"{','.join(s.actions) or '-'} -> {','.join(acts) or '-'}",
                                   d, seen))
         else:
-            items.append(PlanItem(KEEP, d.name, None, d.priority, acts, "", d, seen))
+            items.append(PlanItem(KEEP, d.name, None, d.priority, acts,
+                                  f"not inlined: {s.not_inlined}" if s.not_inlined else "",
+                                  d, seen))
     for i, s in enumerate(slots):
         if i in matched:
             continue
@@ -250,7 +262,11 @@ def plan_linked(iface: str, netns: str | None, mode: str, desired: list[DesiredP
             items.append(PlanItem(FOREIGN, s.label, None, s.priority, s.actions,
                                   "not managed by this config: kept"))
     return InterfacePlan(iface, netns, mode, tuple(items), observed_mode=observed_mode,
-                         linked=True, observed_stats=desc.stats)
+                         linked=True, observed_stats=desc.stats, observed_inline=desc.inline)
+
+
+def _on(flag: bool | None) -> str:
+    return "on" if flag else "off"
 
 
 _SIGN = {ADD: "+", REMOVE: "-", UPGRADE: "~", UPDATE: "~", KEEP: " ", FOREIGN: " ",
@@ -278,7 +294,9 @@ def plan_text(plans: list[InterfacePlan]) -> str:
             out.append(line.rstrip())
         if p.stats_change:
             out.append(f"  ~ stats    {p.observed_stats} -> {p.stats}")
+        if p.inline_change:
+            out.append(f"  ~ inline   {_on(p.observed_inline)} -> {_on(p.inline)}")
     n = sum(1 for p in plans for i in p.items if i.action in CHANGES) + sum(
-        1 for p in plans if p.stats_change)
+        int(p.stats_change) + int(p.inline_change) for p in plans)
     out.append(f"Plan: {n} change(s) on {sum(1 for p in plans if p.changed)} interface(s).")
     return "\n".join(out) + "\n"

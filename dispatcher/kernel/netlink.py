@@ -40,7 +40,7 @@ from dispatcher.uapi import XDP_FLAGS_UPDATE_IF_NOEXIST as XDP_FLAGS_UPDATE_IF_N
 __all__ = [
     "MODES", "XDP_FLAGS_DRV_MODE", "XDP_FLAGS_HW_MODE", "XDP_FLAGS_MASK", "XDP_FLAGS_MODES",
     "XDP_FLAGS_REPLACE", "XDP_FLAGS_SKB_MODE", "XDP_FLAGS_UPDATE_IF_NOEXIST", "XdpState",
-    "attach_xdp", "detach_xdp", "ifindex_of", "list_links", "read_xdp", "read_xdp_by_name",
+    "LinkEvent", "LinkMonitor", "MonitorOverrun", "attach_xdp", "detach_xdp", "ifindex_of", "list_links", "read_xdp", "read_xdp_by_name",
 ]
 
 #: User-facing attach mode names -> XDP_FLAGS_* mode bit.
@@ -123,7 +123,8 @@ def _light_pyroute2() -> None:
 
 
 # rtnetlink plumbing (linux/rtnetlink.h, linux/netlink.h; link attributes: dispatcher.uapi)
-RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK = 16, 18, 19
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
+RTMGRP_LINK = 1            # RTNLGRP_LINK (1) as a bit of the bind() group mask
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 NETLINK_ROUTE, SOL_NETLINK, NETLINK_EXT_ACK = 0, 270, 11
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 1, 2, 4, 0x10, 0x300
@@ -180,7 +181,7 @@ class _Pyroute2:
             xdp = xdp_nla
 
         class RtMarshal(Marshal):  # type: ignore[misc]
-            msg_map = {RTM_NEWLINK: ifinfmsg}
+            msg_map = {RTM_NEWLINK: ifinfmsg, RTM_DELLINK: ifinfmsg}
 
         self.ifinfmsg = ifinfmsg
         self.marshal_cls = RtMarshal
@@ -280,23 +281,26 @@ def _open_socket() -> socket.socket:
     return sock
 
 
-@contextmanager
-def _socket(netns: str | None) -> Iterator[_Rtnl]:
+def _socket_in(netns: str | None) -> socket.socket:
+    """A NETLINK_ROUTE socket of ``netns`` (None: this thread's namespace)."""
     try:
         if netns:
             from dispatcher.kernel import netns as ns  # setns: only for another namespace
 
             with ns.entered(netns_path(netns)):
-                sock = _open_socket()
-        else:
-            sock = _open_socket()
+                return _open_socket()
+        return _open_socket()
     except FileNotFoundError as exc:
         raise InterfaceError(f"unknown network namespace '{netns}'",
                              hint="list them with `ip netns list`") from exc
     except OSError as exc:
         raise NetlinkOpError("open rtnetlink socket", exc.errno or errno.EIO,
                              subject=f"netns {netns}" if netns else "") from exc
-    ipr = _Rtnl(sock)
+
+
+@contextmanager
+def _socket(netns: str | None) -> Iterator[_Rtnl]:
+    ipr = _Rtnl(_socket_in(netns))
     try:
         yield ipr
     finally:
@@ -368,6 +372,62 @@ def read_xdp_by_name(name: str, netns: str | None = None) -> XdpState:
         except OSError as exc:
             raise NetlinkOpError("RTM_GETLINK", exc.errno or errno.EIO, subject=name) from exc
     return _state(msg)
+
+
+class MonitorOverrun(Exception):
+    """Notifications were lost (the socket's buffer overflowed): re-read everything."""
+
+
+@record
+class LinkEvent:
+    """One RTM_NEWLINK (``gone`` False) or RTM_DELLINK notification."""
+
+    netns: str | None
+    gone: bool
+    state: XdpState
+
+
+class LinkMonitor:
+    """The link notifications (RTNLGRP_LINK: RTM_NEWLINK, RTM_DELLINK) of one network
+    namespace, on a non-blocking socket to poll: interfaces that appear, change (their
+    XDP program included: IFLA_XDP is in every RTM_NEWLINK) or disappear."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self.sock = _socket_in(netns)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            self.sock.bind((0, RTMGRP_LINK))
+            self.sock.setblocking(False)
+        except OSError as exc:
+            self.sock.close()
+            raise NetlinkOpError("subscribe to link notifications", exc.errno or errno.EIO,
+                                 subject=f"netns {netns}" if netns else "") from exc
+        self.marshal = _pyroute2().marshal_cls()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def read(self) -> list[LinkEvent]:
+        """Every notification queued now (none: an empty list). MonitorOverrun if some
+        were lost."""
+        out: list[LinkEvent] = []
+        while True:
+            try:
+                data = self.sock.recv(_RECV_BUF)
+            except BlockingIOError:
+                return out
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    raise MonitorOverrun(self.netns) from exc
+                raise
+            for m in self.marshal.parse(data):
+                t = m["header"]["type"]
+                if t in (RTM_NEWLINK, RTM_DELLINK):
+                    out.append(LinkEvent(self.netns, t == RTM_DELLINK, _state(m)))
 
 
 def list_links(netns: str | None = None) -> list[XdpState]:

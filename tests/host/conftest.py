@@ -4,6 +4,7 @@ The whole tier is skipped (with the reason) when it cannot run here. Fixtures:
 
 * ``bpffs_dir``: a fresh private directory on the bpffs, removed afterwards.
 * ``no_fd_leak`` (autouse): fails a test that leaves new fds open.
+* ``_alone_if_serial`` (autouse): a test marked ``serial`` runs while no other does.
 * ``netns_veth``: a netns + veth pair (see ``nettools.py``), deleted afterwards;
   fails if an XDP program was left attached.
 """
@@ -73,6 +74,25 @@ def _open_fds() -> dict[int, str]:
     return out
 
 
+# Tests run in parallel (pytest -n, scripts/test.sh). A test marked `serial` looks at the
+# whole system (every interface, every netns) and runs alone: it takes this machine-wide
+# lock exclusively, every other test takes it shared.
+ALONE_LOCK = "/tmp/xdp-dispatch-tests.lock"
+
+
+@pytest.fixture(autouse=True)
+def _alone_if_serial(request: pytest.FixtureRequest) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(ALONE_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        serial = request.node.get_closest_marker("serial") is not None
+        fcntl.flock(fd, fcntl.LOCK_EX if serial else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture(autouse=True)
 def no_fd_leak() -> Iterator[None]:
     before = _open_fds()
@@ -119,6 +139,25 @@ def private(tmp_path, bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> str:  
     monkeypatch.setenv("LIBXDP_BPFFS", bpffs_dir)
     monkeypatch.setenv("XDP_DISPATCH_STATE_DIR", str(tmp_path / "state"))
     return bpffs_dir
+
+
+@pytest.fixture
+def env(tmp_path, bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Private bpffs root and state directory, set for this test and returned (to pass to
+    subprocesses explicitly)."""
+    e = {"XDP_DISPATCH_STATE_DIR": str(tmp_path / "state"), "LIBXDP_BPFFS": bpffs_dir}
+    for k, v in e.items():
+        monkeypatch.setenv(k, v)
+    return e
+
+
+@pytest.fixture
+def veth(netns_veth: nettools.VethNs, env: dict[str, str]) -> Iterator[nettools.VethNs]:
+    """``netns_veth`` with everything unloaded from its host end afterwards."""
+    from tests.cli import run_cli
+
+    yield netns_veth
+    run_cli("unload", netns_veth.host_if, "--all", env=env)
 
 
 @pytest.fixture

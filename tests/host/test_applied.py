@@ -21,7 +21,9 @@ from tests.cli import run_cli
 from tests.host import nettools
 from tests.objects import EXAMPLES_DIR
 
-pytestmark = pytest.mark.host_kernel
+# The record is keyed on every interface of the system: another test's veth coming or going
+# makes it plan afresh, as it should.
+pytestmark = [pytest.mark.host_kernel, pytest.mark.serial]
 
 
 def write_cfg(path: str, name: str | list[str], progs: list[tuple[str, str, int]]) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.cli import assert_one_line_error, run_cli
 from tests.host import nettools
+from tests.host.counters import counter_packets
 from tests.objects import EXAMPLES_DIR
 
 pytestmark = pytest.mark.host_kernel
@@ -85,7 +86,9 @@ def test_chain_apply_update_upgrade_remove(veth, tmp_path, state_dir) -> None:  
     disp = st["dispatcher"]["id"]
     ids = {p["name"]: p["id"] for p in st["programs"]}
     assert [p["name"] for p in st["programs"]] == ["xdp_counter", "xdp_drop_icmp", "xdp_pass"]
+    counted = counter_packets(ids["xdp_counter"])
     assert not nettools.ping(veth.peer_ip, count=2)
+    assert counter_packets(ids["xdp_counter"]) - counted >= 2   # the chain ran (slot 0 counted)
     # Idempotent: same dispatcher id.
     assert plan(cfg)[0] == 0
     run_cli("apply", cfg, check=True)

@@ -17,20 +17,6 @@ from tests.objects import EXAMPLES_DIR
 pytestmark = pytest.mark.host_kernel
 
 
-@pytest.fixture
-def env(tmp_path, bpffs_dir, monkeypatch):  # type: ignore[no-untyped-def]
-    e = {"XDP_DISPATCH_STATE_DIR": str(tmp_path / "state"), "LIBXDP_BPFFS": bpffs_dir}
-    for k, v in e.items():
-        monkeypatch.setenv(k, v)
-    return e
-
-
-@pytest.fixture
-def veth(netns_veth, env):  # type: ignore[no-untyped-def]
-    yield netns_veth
-    run_cli("unload", netns_veth.host_if, "--all", env=env)
-
-
 def write_cfg(path, iface: str, programs: list[dict], dispatch: str = "linked") -> str:  # type: ignore[no-untyped-def,type-arg]
     progs = [{**p, "object": os.path.join(EXAMPLES_DIR, p["object"])} for p in programs]
     path.write_text(yaml.safe_dump({"version": 1, "interfaces": [

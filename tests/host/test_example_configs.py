@@ -78,6 +78,8 @@ def test_example_config_applies(name: str, veth, tmp_path, state_dir, bpffs_dir)
         before = [_ids(n, ns) for n, ns in used]
         for (n, _ns), st in zip(used, before, strict=True):
             assert st["kind"] in ("dispatcher", "legacy"), (n, st)
+        # (The config-file oracle, tests/host/config_oracle.py, is parked here until it has
+        # run in the VMs: see test_apply_live.py's idempotency test and the stop note.)
         assert run_cli("plan", str(cfg)).returncode == 0
         cp = run_cli("apply", str(cfg), check=True)
         assert "Nothing to change." in cp.stdout

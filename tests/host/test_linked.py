@@ -21,7 +21,7 @@ from dispatcher.kernel import bpf, netlink
 from dispatcher.obj.elf import read_object
 from dispatcher.uapi import BPF_PROG_TYPE_XDP
 from tests import packets
-from tests.host import chain_oracle, nettools
+from tests.host import chain_oracle, config_oracle, nettools
 from tests.objects import DEBIAN_BPF_DIR, example
 
 pytestmark = pytest.mark.host_kernel
@@ -49,6 +49,11 @@ TABLE: dict[str, list[tuple[str, int, int]]] = {
                   (deb("xdpfilt_dny_ip"), 14, PASS), (deb("xdpfilt_dny_tcp"), 15, PASS),
                   (deb("xdpfilt_dny_udp"), 16, PASS), (deb("xdpfilt_alw_udp"), 17, PASS),
                   (deb("xdpdump_xdp"), 18, PASS), (deb("xsk_def_xdp_prog"), 19, PASS)],
+    # callbacks, CO-RE, packet rewriting, frags, global data, pinned maps, subprograms
+    "features-7": [(example("xdp_loop"), 5, PASS | DROP), (example("xdp_core"), 10, PASS),
+                   (example("xdp_rewrite"), 15, PASS | TX), (example("xdp_frags"), 20, PASS),
+                   (example("xdp_globals"), 25, PASS), (example("xdp_blocklist"), 30, PASS),
+                   (example("xdp_subprogs"), 35, PASS)],
 }
 
 
@@ -67,29 +72,63 @@ def link_comp(path: str, prio: int, actions: int, kept: int = -1) -> combine.Lin
 
 @contextmanager
 def built(rows: list[tuple[str, int, int]], pin_root: str,
-          stats: bool = False) -> Iterator[build.BuiltChain]:
+          stats: bool = False, inline: bool = True) -> Iterator[build.BuiltChain]:
     comps = combine.sort_components([link_comp(*r) for r in rows])
-    with build.build(comps, pin_root=pin_root, stats=stats) as b:
+    with build.build(comps, pin_root=pin_root, stats=stats, inline=inline) as b:
         yield b
 
 
-def slots_of(b: build.BuiltChain) -> list[chain_oracle.SlotUnderTest]:
+def libxdp_order(rows: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """The rows in the order libxdp runs them, from the table alone: priority, then the
+    program's name (read by binutils' readelf, not our ELF reader)."""
+    return sorted(rows, key=lambda r: (r[1], config_oracle.elf_program_name(r[0])))
+
+
+def slots_of(b: build.BuiltChain, rows: list[tuple[str, int, int]] | None = None
+             ) -> list[chain_oracle.SlotUnderTest]:
+    """The oracle's slots: the chain's maps per slot, paired with the rows in libxdp's
+    order (when ``rows`` is given) rather than with the chain's own idea of its order."""
     slots = b.description.to_json()["slots"]
     assert isinstance(slots, list)
-    return [chain_oracle.SlotUnderTest(c.obj, c.prog, c.actions, s["maps"])
-            for c, s in zip(b.components, slots, strict=True)]
+    if rows is None:
+        return [chain_oracle.SlotUnderTest(c.obj, c.prog, c.actions, s["maps"])
+                for c, s in zip(b.components, slots, strict=True)]
+    want = libxdp_order(rows)
+    assert [(c.prog.name, c.priority) for c in b.components] == \
+        [(config_oracle.elf_program_name(p), pr) for p, pr, _a in want]
+    out = []
+    for (path, prio, acts), s in zip(want, slots, strict=True):
+        c = link_comp(path, prio, acts)
+        out.append(chain_oracle.SlotUnderTest(c.obj, c.prog, acts, s["maps"]))
+    return out
 
 
-@pytest.mark.parametrize("stats", [False, True], ids=["stats-off", "stats-on"])
+# The default (inlined, counting) and the old way (called, not counting) run on every
+# kernel; the two mixed variants add nothing kernel-specific: host and newest VM only.
+VARIANTS = [pytest.param(True, True, id="inlined-stats-on"),
+            pytest.param(False, False, id="called-stats-off"),
+            pytest.param(True, False, id="inlined-stats-off", marks=pytest.mark.once),
+            pytest.param(False, True, id="called-stats-on", marks=pytest.mark.once)]
+
+
+@pytest.mark.parametrize("inline,stats", VARIANTS)
 @pytest.mark.parametrize("name", list(TABLE))
-def test_linked_chain_equals_components_by_hand(name: str, stats: bool, bpffs_dir: str) -> None:
+def test_linked_chain_equals_components_by_hand(name: str, stats: bool, inline: bool,
+                                                bpffs_dir: str) -> None:
     rows = TABLE[name]
     _need([r[0] for r in rows])
-    with built(rows, bpffs_dir, stats) as b:
+    with built(rows, bpffs_dir, stats, inline) as b:
         info = bpf.prog_info(b.prog.fd)
         assert info.name == "xdp_chain" and len(b.combined.slots) == len(rows)
         assert observe.read_description(b.prog.fd) == b.description
-        seen = chain_oracle.compare(b.prog.fd, slots_of(b))
+        # every component of the table can be inlined: all are, or none when switched off
+        assert [s.inlined for s in b.combined.slots] == [inline] * len(rows), \
+            b.combined.not_inlined
+        assert [s.inlined for s in b.description.slots] == [inline] * len(rows)
+        assert b.description.inline == inline
+        print(f"{name} stats={stats} inline={inline}: verified_insns "
+              f"{info.verified_insns}, {b.combined.insn_count} insns")
+        seen = chain_oracle.compare(b.prog.fd, slots_of(b, rows))
     verdicts = {v for _n, v, _c in seen}
     assert len(verdicts) >= 2 or name == "debian-3", f"table {name} only saw verdicts {verdicts}"
     assert any(c for _n, _v, c in seen), f"table {name}: no packet changed any map"
@@ -115,12 +154,15 @@ def test_freplace_chain_equals_components_by_hand(name: str, bpffs_dir: str,
         xs = netlink.read_xdp(v.peer_ifindex, netns=v.netns)
         with observe.observe(xs, bpffs_dir, keep_open=True) as ch:
             assert ch.state.kind == "dispatcher" and ch.main_fd is not None
-            by_name = {}
-            for c in new:
-                by_name.setdefault(c.prog.name, []).append(c)
+            # The run order comes from the table (libxdp's sort), not from our observe:
+            # slot i of the chain is paired with row i of that order.
+            want = libxdp_order(rows)
+            assert [(c.name, c.priority) for c in ch.state.programs] == \
+                [(config_oracle.elf_program_name(p), pr) for p, pr, _a in want]
             slots = []
-            for comp, fd in zip(ch.state.programs, ch.component_fds, strict=True):
-                nc = by_name[comp.name].pop(0)
+            for (path, prio, acts), fd in zip(want, ch.component_fds, strict=True):
+                lc = link_comp(path, prio, acts)
+                nc = NewProgram(lc.obj, lc.prog, prio, acts)
                 ids = {}
                 kn = {m.kernel_name: m.name for m in nc.obj.maps}
                 for mid in bpf.prog_info(fd.fd).map_ids:
@@ -230,13 +272,16 @@ def test_unpinned_counters_carried_over_by_id(bpffs_dir: str) -> None:
             assert _counter_packets(b1) == 4          # the very same map
 
 
-def test_real_packets_over_veth(bpffs_dir: str, netns_veth: nettools.VethNs) -> None:
+@pytest.mark.parametrize("inline", [True, False], ids=["inlined", "called"])
+def test_real_packets_over_veth(inline: bool, bpffs_dir: str,
+                                netns_veth: nettools.VethNs) -> None:
     """Pings into the netns through a linked chain on the peer: counted, then dropped or
     passed according to drop_icmp's chain actions."""
     v = netns_veth
     for acts, reachable in ((PASS, False), (PASS | DROP, True)):
         with built([(example("xdp_counter"), 10, PASS), (example("xdp_drop_icmp"), 20, acts)],
-                   bpffs_dir) as b:
+                   bpffs_dir, inline=inline) as b:
+            assert [s.inlined for s in b.combined.slots] == [inline, inline]
             netlink.attach_xdp(v.peer_ifindex, b.prog.fd, netlink.MODES["skb"], no_exist=True,
                                netns=v.netns)
             try:
@@ -261,3 +306,41 @@ def test_chain_without_btf_loads_and_matches(bpffs_dir: str) -> None:
         assert observe.read_description(b.prog.fd) == b.description
         seen = chain_oracle.compare(b.prog.fd, slots_of(b))
     assert {v for _n, v, _c in seen} >= {1, 2}      # DROP (icmp) and PASS
+
+
+@pytest.mark.parametrize("stats", [False, True], ids=["stats-off", "stats-on"])
+def test_large_stacks_mix_inlined_and_called(stats: bool, bpffs_dir: str) -> None:
+    """bigstack's 400-byte entry frame inlined into main would leave deepstack's 400-byte
+    subprogram over the 512-byte limit: bigstack stays a call (the reason is in the
+    description), the others are inlined, and the kernel takes the mixed chain, which
+    matches its components run by hand. Alone with a small component, bigstack is
+    inlined and its frame shares main's with the others'."""
+    rows = [(example("xdp_bigstack"), 10, PASS), (example("xdp_deepstack"), 20, PASS),
+            (example("xdp_counter"), 30, PASS)]
+    with built(rows, bpffs_dir, stats) as b:
+        assert [s.inlined for s in b.combined.slots] == [False, True, True]
+        desc = observe.read_description(b.prog.fd)
+        assert desc is not None and [s.inlined for s in desc.slots] == [False, True, True]
+        assert "512" in desc.slots[0].not_inlined and desc.slots[1].not_inlined == ""
+        seen = chain_oracle.compare(b.prog.fd, slots_of(b))
+        assert {v for _n, v, _c in seen} >= {1, 2}
+    with built([rows[0], rows[2], (example("xdp_bigstack"), 40, PASS)], bpffs_dir,
+               stats) as b:
+        assert all(s.inlined for s in b.combined.slots)
+        chain_oracle.compare(b.prog.fd, slots_of(b))
+
+
+def test_kernel_refusing_the_inlined_chain_falls_back_to_calls(
+        bpffs_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were the up-front stack plan wrong (forced here to inline everything), the kernel
+    refuses the inlined chain; the chain is then built with calls, and each slot says
+    what the verifier said."""
+    monkeypatch.setattr(combine, "inline_plan",
+                        lambda checks, stats, inline=True: ("",) * len(checks))
+    rows = [(example("xdp_bigstack"), 10, PASS), (example("xdp_deepstack"), 20, PASS),
+            (example("xdp_counter"), 30, PASS)]
+    with built(rows, bpffs_dir) as b:
+        assert not any(s.inlined for s in b.combined.slots)
+        why = b.description.slots[0].not_inlined
+        assert why.startswith("the kernel refused the inlined chain (combined stack size"), why
+        chain_oracle.compare(b.prog.fd, slots_of(b))

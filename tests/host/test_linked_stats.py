@@ -85,7 +85,8 @@ def test_pings_counted_per_component_and_follow_a_reprioritised_component(
     1, nothing at slot 2. Re-prioritised so the drop runs first, the counts stay with the
     components and the next N pings are dropped at slot 0 before the counter."""
     v = quiet
-    router.change(request(v.peer_if, mode="skb", netns=v.netns, root=bpffs_dir, add=[
+    router.change(request(v.peer_if, mode="skb", netns=v.netns, root=bpffs_dir,
+                          dispatch="linked", add=[
         new(example("xdp_counter"), 10, PASS), new(example("xdp_drop_icmp"), 20, PASS),
         new(example("xdp_pass"), 30, PASS)]))
     assert not nettools.ping(v.peer_ip, count=N, timeout=0.2)
@@ -98,7 +99,7 @@ def test_pings_counted_per_component_and_follow_a_reprioritised_component(
     assert (got["xdp_counter"].ended, got["xdp_drop_icmp"].ended) == (0, N)
     # re-prioritise: the same drop component (same object), now first
     router.change(request(v.peer_if, mode="skb", netns=v.netns, root=bpffs_dir,
-                          remove_names={"xdp_drop_icmp"},
+                          dispatch="linked", remove_names={"xdp_drop_icmp"},
                           add=[new(example("xdp_drop_icmp"), 5, PASS)]))
     got = counts(v.peer_if, v.netns)
     assert [(n, c.slot) for n, c in got.items()] == [
@@ -150,7 +151,7 @@ def test_counts_kept_across_add_remove_and_upgrade(netns_veth: nettools.VethNs,
     third upgraded (new object under the same name: a new identity, counted from 0)."""
     v = netns_veth
     nettools.ip("link", "set", v.host_if, "down")      # only test runs count
-    kw = {"mode": "skb", "netns": v.netns, "root": bpffs_dir}
+    kw = {"mode": "skb", "netns": v.netns, "root": bpffs_dir, "dispatch": "linked"}
     router.change(request(v.peer_if, add=[
         new(example("xdp_counter"), 10, PASS), new(example("xdp_globals"), 20, PASS),
         new(example("xdp_pass"), 30, PASS, label="edge")], **kw))  # type: ignore[arg-type]

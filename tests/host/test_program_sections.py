@@ -19,21 +19,7 @@ from tests.cli import assert_one_line_error, run_cli
 from tests.host import nettools
 from tests.objects import example
 
-pytestmark = pytest.mark.host_kernel
-
-
-@pytest.fixture
-def env(tmp_path, bpffs_dir, monkeypatch):  # type: ignore[no-untyped-def]
-    e = {"XDP_DISPATCH_STATE_DIR": str(tmp_path / "state"), "LIBXDP_BPFFS": bpffs_dir}
-    for k, v in e.items():
-        monkeypatch.setenv(k, v)
-    return e
-
-
-@pytest.fixture
-def veth(netns_veth, env):  # type: ignore[no-untyped-def]
-    yield netns_veth
-    run_cli("unload", netns_veth.host_if, "--all", env=env)
+pytestmark = [pytest.mark.host_kernel, pytest.mark.host_tier]   # files / ELF sections: no kernel or chain-kind dependence
 
 
 def _status(iface: str) -> dict:  # type: ignore[type-arg]

@@ -24,7 +24,7 @@ from tests.cli import assert_one_line_error, run_cli
 from tests.host import nettools
 from tests.objects import example
 
-pytestmark = pytest.mark.host_kernel
+pytestmark = [pytest.mark.host_kernel, pytest.mark.host_tier]   # files / ELF sections: no kernel or chain-kind dependence
 
 USER = 1000      # any uid but root's: the unprivileged user who got there first
 

@@ -112,7 +112,7 @@ def test_main_layout_calls_each_entry_and_applies_masks() -> None:
     comps = combine.sort_components([comp(example("xdp_counter")), comp(example("xdp_runcfg")),
                                      comp(example("xdp_globals"), prio=60, actions=PASS | TX)])
     assert [c.label for c in comps] == ["xdp_runcfg", "xdp_counter", "xdp_globals"]
-    cp = combine.combine(comps, fds(comps), desc_fd=77)
+    cp = combine.combine(comps, fds(comps), desc_fd=77, inline=False)
     ins = decode(cp.insns)
     assert ins[0] == I.mov64_reg(6, 1)
     assert ins[1].code == I.OP_LD_IMM64 and ins[1].src == I.BPF_PSEUDO_MAP_FD and ins[1].imm == 77
@@ -137,7 +137,7 @@ def test_main_layout_calls_each_entry_and_applies_masks() -> None:
 def test_maps_are_patched_with_each_components_own_fds() -> None:
     comps = [comp(example("xdp_counter")), comp(example("xdp_counter"), label="second")]
     f = fds(comps)
-    cp = combine.combine(comps, f, desc_fd=5)
+    cp = combine.combine(comps, f, desc_fd=5, inline=False)
     for s, m in zip(cp.slots, f, strict=True):
         imms = {i.imm for i in decode(cp.insns[s.start * 8:s.end * 8])
                 if i.code == I.OP_LD_IMM64 and i.src == I.BPF_PSEUDO_MAP_FD}
@@ -146,7 +146,7 @@ def test_maps_are_patched_with_each_components_own_fds() -> None:
 
 def test_hybrid_btf_entry_static_globals_kept_main_first() -> None:
     comps = [comp(example("xdp_subprogs")), comp(example("xdp_counter"))]
-    cp = combine.combine(comps, fds(comps), 9)
+    cp = combine.combine(comps, fds(comps), 9, inline=False)
     assert cp.btf_mode == "hybrid" and cp.btf is not None
     btf = Btf.parse(cp.btf.encode())            # encodes and decodes
     fi = dict(cp.func_info)
@@ -341,8 +341,8 @@ def test_stats_main_counts_after_each_call_and_keeps_layout() -> None:
                                      comp(example("xdp_globals"), prio=60, actions=PASS | TX)])
     n = len(comps)
     link = combine.StatsLink(88, (4, 0, 7))
-    cp = combine.combine(comps, fds(comps), desc_fd=77, stats=link)
-    plain = combine.combine(comps, fds(comps), desc_fd=77)
+    cp = combine.combine(comps, fds(comps), desc_fd=77, stats=link, inline=False)
+    plain = combine.combine(comps, fds(comps), desc_fd=77, inline=False)
     ins = decode(cp.insns)
     per = combine.slot_insns(True)
     assert combine.main_insn_count(n, True) == 6 + per * n
@@ -388,3 +388,118 @@ def test_assign_counters_keeps_old_and_never_reuses_an_old_index() -> None:
     # kept 3 and 0; the old chain also used 1 (removed): new ones take 2 and 4
     assert cs.assign_counters([3, None, 0, None], [0, 1, 3]) == [3, 2, 0, 4]
     assert cs.MAX_ENTRIES == cs.MAX_COUNTERS * cs.NUM_ACTIONS >= 2 * combine.MAX_COMPONENTS * 6
+
+
+# ---------------------------------------------------------------- inlining
+
+def _funcs_called(ins: list[I.Insn]) -> set[int]:
+    """Instruction indexes that calls and callback references land on (subprog starts)."""
+    out = set()
+    for k, x in enumerate(ins):
+        if x.is_pseudo_call or (x.code == I.OP_LD_IMM64 and x.src == I.BPF_PSEUDO_FUNC):
+            out.add(k + x.imm + 1)
+    return out
+
+
+@pytest.mark.parametrize("stats", [False, True])
+def test_inlined_entries_live_in_main_and_keep_their_subprograms(stats: bool) -> None:
+    """Each entry is spliced into main: no call of it, ctx spilled once and reloaded after
+    each body, every exit of a body jumps to its continuation; its subprograms (and
+    callbacks) stay functions with func_info; the entry's own func_info goes; line info
+    stays sorted and covers every function start; CO-RE records land on the same
+    instructions as in the called layout."""
+    comps = combine.sort_components([comp(example("xdp_subprogs")), comp(example("xdp_loop")),
+                                     comp(example("xdp_core")), comp(example("xdp_counter"))])
+    link = combine.StatsLink(88, tuple(range(len(comps)))) if stats else None
+    cp = combine.combine(comps, fds(comps), 77, link)
+    called = combine.combine(comps, fds(comps), 77, link, inline=False)
+    assert cp.not_inlined == ("",) * len(comps) and all(s.inlined for s in cp.slots)
+    assert called.not_inlined == ("inlining is turned off",) * len(comps)
+    ins = decode(cp.insns)
+    lay = combine.main_layout(cp.checks, cp.not_inlined, stats)
+    assert ins[0] == I.mov64_reg(6, 1) and ins[1].imm == 77       # description map: 2nd insn
+    assert ins[3] == I.stx_mem(I.BPF_DW, 10, 6, lay.ctx_off)
+    assert lay.region >= max(ck.entry_stack for ck in cp.checks)
+    starts = _funcs_called(ins)
+    main_end = cp.slots[0].start
+    assert all(s >= main_end for s in starts), "main calls no inlined entry"
+    for s, ck in zip(cp.slots, cp.checks, strict=True):
+        assert s.body_end - s.body_start == ck.entry_insns
+        # a verifier error inside the body blames this component (build._blame)
+        assert cp.slot_of_insn(s.body_start) == s == cp.slot_of_insn(s.body_end - 1)
+        body = ins[s.body_start:s.body_end]
+        assert not any(x.is_exit for x in body)
+        cont = s.body_end
+        assert ins[cont] == I.ldx_mem(I.BPF_DW, 6, 10, lay.ctx_off)
+        assert ins[s.body_start - 1] == I.mov64_reg(1, 6)
+        for k, x in enumerate(ins[s.body_start:s.body_end]):
+            if x.code == I.OP_JA and s.body_start + k + x.off + 1 == cont:
+                break
+        else:
+            raise AssertionError(f"{s.label}: no exit jumps to the continuation")
+    # functions: main, then every subprogram; the inlined entries have none
+    fi = [o for o, _t in cp.func_info]
+    assert fi == sorted(set(fi)) and fi[0] == 0 and set(fi[1:]) == starts
+    li = [r.insn_off for r in cp.line_info]
+    assert li == sorted(set(li)) and set(fi) <= set(li)
+    # CO-RE: the same instruction, wherever it went
+    assert len(cp.core_relos) == len(called.core_relos) > 0
+    for a, b in zip(cp.core_relos, called.core_relos, strict=True):
+        assert cp.insns[a.insn_off:a.insn_off + 8] == called.insns[b.insn_off:b.insn_off + 8]
+    assert cp.insn_count == called.insn_count + 1       # the ctx spill; calls became bodies
+
+
+def test_stack_depth_follows_pointers_derived_from_r10() -> None:
+    """xdp_bigstack touches its 400-byte frame only through r10-derived pointers; a
+    count of direct r10 accesses would see 0 and put main's ctx slot inside it."""
+    ck = combine.check_components([comp(example("xdp_bigstack"))])[1][0]
+    assert ck.entry_stack == 400 and ck.stack == 416 and ck.below_entry == 0
+    body = _enc(I.mov64_reg(2, 10), I.alu64_imm(I.BPF_ADD, 2, -8), I.st_mem(I.BPF_DW, 2, -292, 0),
+                I.mov64_imm(0, 2), I.exit_insn())
+    ck = combine.check_components([synth_comp(synth("derived", [("d", body, ())]))])[1][0]
+    assert ck.entry_stack == 300
+
+
+def test_large_entry_frame_stays_a_call_when_another_chain_would_pass_512() -> None:
+    """Inlined, bigstack's 400-byte frame is main's; deepstack's 400-byte subprogram below
+    main would then need 832 bytes: bigstack stays a call, with the reason, deepstack is
+    inlined. Either one alone next to small components is inlined."""
+    big, deep = comp(example("xdp_bigstack"), 10), comp(example("xdp_deepstack"), 20)
+    small = comp(example("xdp_counter"), 30)
+    for stats in (False, True):
+        cp = combine.combine([big, deep, small], fds([big, deep, small]), 3,
+                             combine.StatsLink(9, (0, 1, 2)) if stats else None)
+        assert cp.not_inlined[1:] == ("", "")
+        assert "400-byte stack frame" in cp.not_inlined[0] and "xdp_deepstack" in \
+            cp.not_inlined[0] and "512" in cp.not_inlined[0]
+        assert [s.inlined for s in cp.slots] == [False, True, True]
+        for pair in ([big, small], [deep, small]):
+            assert combine.combine(pair, fds(pair), 3).not_inlined == ("", "")
+
+
+def test_recursive_entry_stays_refused_with_inlining() -> None:
+    """An entry called back by its own subprogram is recursion: refused, inline or not."""
+    entry = _enc(I.call_pseudo(-1), I.mov64_imm(0, 2), I.exit_insn())
+    sub = _enc(I.call_pseudo(-1), I.exit_insn())
+    o = synth("rec", [("e", entry, (RelocSpec(0, RelocKind.CALL, "s", target_section=".text",
+                                              target_insn=0),)),
+                      ("s", sub, (RelocSpec(0, RelocKind.CALL, "e", target_section="xdp",
+                                            target_insn=0),))])
+    with pytest.raises(combine.LinkError, match="recursive"):
+        combine.combine([synth_comp(o)], [{}], 3)
+
+
+def test_description_records_inlining_and_the_switch() -> None:
+    comps = [comp(example("xdp_counter")), comp(example("xdp_drop_icmp"))]
+    ids: list[dict[str, int]] = [{}, {}]
+    on = combine.description(comps, ids, "hybrid", not_inlined=("", "why not"))
+    off = combine.description(comps, ids, "hybrid", not_inlined=("off", "off"), inline=False)
+    old = combine.description(comps, ids, "hybrid")
+    js = on.to_json()["slots"]
+    assert isinstance(js, list)
+    assert js[0]["inlined"] is True and "not_inlined" not in js[0]
+    assert js[1]["inlined"] is False and js[1]["not_inlined"] == "why not"
+    assert "inline" not in on.to_json() and off.to_json()["inline"] is False
+    assert description.parse(description.encode(on)) == on
+    assert description.parse(description.encode(off)) == off
+    assert "inlined" not in json.dumps(old.to_json())     # a chain that does not inline

@@ -88,3 +88,22 @@ def test_a_version_change_is_its_own_kind_of_change() -> None:
         assert "version" not in [a for a, _n in _actions(q)]
     assert not plan_interface("eth0", None, "skb", [_d("a", 10)], st, owners,
                               dispatcher_version=2).changed
+
+
+def test_inline_switch_alone_is_a_planned_change_and_survives_the_record() -> None:
+    """A linked chain's inlining differing from the config's ``inline`` is a change of
+    its own (``~ inline``); unset in the config, the chain's setting is kept; the plan
+    record (apply's journal) keeps both values."""
+    from dispatcher.config.applied import plan_from_record, plan_record
+    from dispatcher.config.plan import InterfacePlan
+
+    p = InterfacePlan("eth0", None, "skb", linked=True, inline=True, observed_inline=False)
+    assert p.inline_change and p.changed
+    text = plan_text([p])
+    assert "  ~ inline   off -> on" in text and "Plan: 1 change(s) on 1 interface(s)." in text
+    assert p.to_json()["inline"] is True
+    assert plan_from_record(plan_record(p)) == p
+    for q in (InterfacePlan("eth0", None, "skb", linked=True, observed_inline=False),
+              InterfacePlan("eth0", None, "skb", linked=True, inline=False,
+                            observed_inline=False)):
+        assert not q.inline_change and not q.changed and "inline" not in plan_text([q])

@@ -47,7 +47,9 @@ fi
 mkdir -p "$repo/.vmtest"
 cd "$repo" || exit 1
 # shellcheck disable=SC2086
-"$python" -m pytest "$@" -p no:cacheprovider -v -rfEs $timeout_opt \
+# One pytest worker per vCPU (pytest-xdist): under emulation a single process leaves the
+# other vCPU idle while Python starts up; `serial` tests still run alone.
+"$python" -m pytest "$@" -n "$(nproc)" -p no:cacheprovider -v -rfEs $timeout_opt \
     --junitxml="$repo/.vmtest/$expected.xml" -o junit_suite_name="vm-$expected"
 rc=$?
 if [ "$rc" -eq 5 ]; then

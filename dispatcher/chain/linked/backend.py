@@ -53,7 +53,7 @@ class LinkedBackend:
         with protocol_lock(req.root):      # from creating pins to the swap (see pending.py)
             built = build.build(comps, pin_root=req.root, old=plan.description,
                                 verifier_log=at.verifier_log, notice=at.notice,
-                                stats=plan.stats)
+                                stats=plan.stats, inline=plan.inline)
             at.held.callback(built.close)
             try:
                 failpoints.hit("linked_built", req.iface)

@@ -239,9 +239,11 @@ def _blame(comb: combine.CombinedProgram, log: str) -> str:
 def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
           old: ChainDescription | None = None,
           verifier_log: list[str] | None = None,
-          notice: Callable[[str], None] | None = None, stats: bool = False) -> BuiltChain:
+          notice: Callable[[str], None] | None = None, stats: bool = False,
+          inline: bool = True) -> BuiltChain:
     """Check, create maps, link and load a chain of ``comps`` (given in slot order).
-    ``stats``: main counts each component's verdicts (``dispatcher.chain.stats``)."""
+    ``stats``: main counts each component's verdicts (``dispatcher.chain.stats``).
+    ``inline``: entries are inlined into main where ``combine.inline_plan`` allows."""
     mode, checks = combine.check_components(comps, stats)   # before touching the kernel
     if any(ck.uses_tail_calls for ck in checks):
         bad = next(c for c, ck in zip(comps, checks, strict=True) if ck.uses_tail_calls)
@@ -277,13 +279,19 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
                 stack.callback(sfd.close)
                 stats_id = bpf.map_info(sfd.fd).id
                 link = combine.StatsLink(sfd.fd, tuple(counters))
-            doc = combine.description(comps, map_ids, mode, __version__, stats_id,
-                                      link.counters if link else ())
-            desc = create_description_map(doc)
-            stack.callback(desc.close)
-            comb = combine.combine(comps, [{n: fd.fd for n, fd in lo.maps.items()} for lo in los],
-                                   desc.fd, link)
-            prog = _load(comb, verifier_log)
+            reasons = combine.inline_plan(checks, stats, inline)
+            try:
+                doc, comb, prog = _link_and_load(comps, los, map_ids, mode, stats_id, link,
+                                                 reasons, inline, stack, verifier_log)
+            except VerifierError as e:
+                if all(reasons):
+                    raise
+                # the same components as calls: if the kernel takes that, the inlined
+                # form is what it refused; say so per slot (a real error fails both ways)
+                why = f"the kernel refused the inlined chain ({_last_line(e.log)})"
+                reasons = tuple(r or why for r in reasons)
+                doc, comb, prog = _link_and_load(comps, los, map_ids, mode, stats_id, link,
+                                                 reasons, inline, stack, verifier_log)
         except BaseException:
             remove_created(new_pins)
             raise
@@ -291,6 +299,31 @@ def build(comps: Sequence[combine.LinkComponent], *, pin_root: str,
         for line in lost:
             notice(line)
     return BuiltChain(prog, comb, doc, tuple(comps), new_pins, carried)
+
+
+def _link_and_load(comps: Sequence[combine.LinkComponent], los: Sequence[loader.LoadedObject],
+                   map_ids: Sequence[dict[str, int]], mode: str, stats_id: int,
+                   link: combine.StatsLink | None, reasons: Sequence[str], inline: bool,
+                   stack: ExitStack, verifier_log: list[str] | None
+                   ) -> tuple[ChainDescription, combine.CombinedProgram, OwnedFd]:
+    """Describe, link (entries inlined as ``reasons`` allows) and load the chain."""
+    doc = combine.description(comps, map_ids, mode, __version__, stats_id,
+                              link.counters if link else (), reasons, inline)
+    desc = create_description_map(doc)
+    stack.callback(desc.close)
+    comb = combine.combine(comps, [{n: fd.fd for n, fd in lo.maps.items()} for lo in los],
+                           desc.fd, link, inline=inline, not_inlined=reasons)
+    return doc, comb, _load(comb, verifier_log)
+
+
+_LOG_STATS = ("processed ", "verification time", "stack depth")
+
+
+def _last_line(log: str) -> str:
+    """The verifier's last word, without its closing statistics."""
+    lines = [ln.strip() for ln in log.splitlines()
+             if ln.strip() and not ln.strip().startswith(_LOG_STATS)]
+    return lines[-1] if lines else "no verifier log"
 
 
 def _load(comb: combine.CombinedProgram, verifier_log: list[str] | None) -> OwnedFd:

@@ -19,6 +19,7 @@ class LinkedPlan:
     removed: frozenset[int]                  # its slots that go
     reuse: tuple[int, ...]                   # per added program: the removed slot it takes, or -1
     stats: bool = False                      # the new chain counts per component
+    inline: bool = True                      # the new chain inlines its entries into main
 
     @property
     def empty(self) -> bool:
@@ -47,10 +48,18 @@ def plan(st: InterfaceState, req: ChangeRequest) -> LinkedPlan:
                 reusable.remove(i)
                 break
         reuse.append(hit)
-    return LinkedPlan(remove_all, desc, frozenset(removed), tuple(reuse), stats_on(desc, req))
+    return LinkedPlan(remove_all, desc, frozenset(removed), tuple(reuse), stats_on(desc, req),
+                      inline_on(desc, req))
 
 
 def stats_on(desc: ChainDescription | None, req: ChangeRequest) -> bool:
     """Counts on: as asked, else as the attached chain has them, else the default."""
     want = req.stats or (desc.stats if desc is not None else DEFAULT_LINKED)
     return want == "counts"
+
+
+def inline_on(desc: ChainDescription | None, req: ChangeRequest) -> bool:
+    """Inlining on: as asked, else as the attached chain has it, else on."""
+    if req.inline is not None:
+        return req.inline
+    return desc.inline if desc is not None else True
