@@ -140,6 +140,7 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
     new one gets the installed libxdp's, else 2)."""
     from dispatcher.chain import router
     from dispatcher.chain.model import NewProgram, request, settings_json
+    from dispatcher.config import ownership
 
     if mode not in MODES:
         raise UsageError(f"unknown mode '{mode}' (expected native, skb or hw)")
@@ -159,10 +160,19 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
         acts = parse_actions(actions) if actions is not None else prog.run_config.chain_call_actions
         new.append(NewProgram(obj, prog, prio, acts, settings=settings))
     root = _root(notice)
+
+    def remember(preview: ChangeResult) -> None:
+        # freplace components and a program attached directly have ids of their own (a
+        # linked chain's say it in its description): "Managed by" xdp-dispatch; recorded
+        # before the swap, so an untrusted state directory stops the change before anything
+        # is attached
+        if preview.kind != "linked":
+            ownership.record_loaded(preview.new_ids)
+
     return router.change(request(iface, mode=mode, add=new, netns=netns, root=root, force=force,
                                  dispatch=dispatch, stats=stats, inline=inline,
                                  dispatcher_version=dispatcher_version),
-                         notice=notice, verifier_log=verifier_log)
+                         notice=notice, verifier_log=verifier_log, before_swap=remember)
 
 
 def load_plain(iface: str, path: str, *, mode: str = "native", section: str | None = None,
@@ -171,6 +181,7 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
                notice: Callable[[str], None] | None = None,
                prog_type: str | None = None) -> LoadResult:
     """Load one XDP program and attach it directly, without a dispatcher."""
+    from dispatcher.config import ownership
     from dispatcher.errors import ForeignStateError
     from dispatcher.kernel import loader, netlink
 
@@ -190,6 +201,7 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
                                        log_level=1 if verifier_log is not None else 0)
     with lo, p.fd:
         try:
+            ownership.record_loaded([p.info().id])      # "Managed by": xdp-dispatch
             netlink.attach_xdp(ifindex, p.fd.fd, MODES[mode], no_exist=True, netns=netns)
         except BaseException:
             lo.unpin_new()

@@ -185,6 +185,7 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
     elif not os.path.isdir(pdir):
         problems.append(f"pin directory {pdir} is missing")
     else:
+        pkt_calls = _packet_changing_calls()
         for slot in range(cfg.num_progs_enabled):
             path = f"{pdir}/prog{slot}-prog"
             try:
@@ -196,13 +197,42 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
             if keep:
                 chain.component_fds.append(pfd)
             facts = prog_facts(pfd.fd)
+            if pkt_calls:
+                facts = replace(facts, changes_packets=_calls_any(pfd.fd, pkt_calls))
             progs.append(facts)
     comps: tuple[Component, ...] = ()
     if progs or not problems:
         comps, missing = components_from_config(cfg, progs)
         problems.extend(missing)
     return InterfaceState(xs.ifname, xs.ifindex, base.mode, "dispatcher", main=main, hw=hw,
-                          dispatcher=disp, config=cfg, programs=comps, problems=tuple(problems))
+                          dispatcher=disp, config=cfg, programs=comps, problems=tuple(problems),
+                          packet_check=_kernel_checks_packet_changes())
+
+
+def _kernel_checks_packet_changes() -> bool:
+    from dispatcher.kernel import probes  # only where a dispatcher is attached
+
+    return probes.kernel_checks_packet_changes()
+
+
+def _packet_changing_calls() -> frozenset[int]:
+    """``probes.packet_changing_calls``, or nothing (then no component says whether it
+    changes packet data) when the kernel refuses the probe."""
+    from dispatcher.kernel import probes  # only where a dispatcher is attached
+
+    try:
+        return probes.packet_changing_calls()
+    except KernelError:
+        return frozenset()
+
+
+def _calls_any(fd: int, calls: frozenset[int]) -> bool | None:
+    from dispatcher.kernel import probes
+
+    try:
+        return not calls.isdisjoint(probes.helper_calls(bpf.prog_xlated_insns(fd)))
+    except KernelError:
+        return None
 
 
 def read_description(prog_fd: int) -> ChainDescription | None:

@@ -72,9 +72,10 @@ def begin(req: ChangeRequest, *, notice: Notice | None = None,
 
 
 def change(req: ChangeRequest, *, notice: Notice | None = None,
-           verifier_log: list[str] | None = None) -> ChangeResult:
+           verifier_log: list[str] | None = None,
+           before_swap: Callable[[ChangeResult], None] | None = None) -> ChangeResult:
     """``begin`` and ``commit``: the whole change in one swap."""
-    pending = begin(req, notice=notice, verifier_log=verifier_log)
+    pending = begin(req, notice=notice, verifier_log=verifier_log, before_swap=before_swap)
     pending.commit()
     return pending.result
 

@@ -33,6 +33,7 @@ class ProgFacts:
     load_time: int = 0
     xlated_insns: int = 0
     prog_type: int = 6
+    changes_packets: bool | None = None   # calls a helper that changes packet data (None: unknown)
 
 
 @record
@@ -62,6 +63,7 @@ class Component:
     packets: int | None = None  # linked chains with stats: packets the component saw
     inlined: bool | None = None  # linked chains that inline: the entry is in main
     not_inlined: str = ""        # ... and if not, why it stays a call
+    changes_packets: bool | None = None  # freplace components: calls a packet-changing helper
 
     def to_json(self) -> dict[str, object]:
         # A linked chain's components are not programs of their own: id and tag are null;
@@ -80,6 +82,8 @@ class Component:
             out["inlined"] = self.inlined
         if self.not_inlined:
             out["not_inlined"] = self.not_inlined
+        if self.changes_packets is not None:
+            out["changes_packet_data"] = self.changes_packets
         return out
 
 
@@ -119,13 +123,18 @@ class InterfaceState:
     problems: tuple[str, ...] = ()         # precise notes: missing pins, unsupported version …
     error: str | None = None               # could not be read at all
     description: ChainDescription | None = None    # linked chains: the description map
+    packet_check: bool = False             # the kernel refuses packet-changing extensions
+                                           # in place of stubs that do not change packets
 
     def libxdp(self) -> LibxdpCompat | None:
         """Which libxdp releases read / extend this interface's dispatcher (None unless it
         is a libxdp-protocol dispatcher)."""
         if self.kind != "dispatcher" or self.config is None:
             return None
-        return libxdp_compat(self.config.version, self.config.size, self.config.is_xdp_devbound)
+        changing = tuple(c.name for c in self.programs if c.changes_packets) \
+            if self.packet_check else ()
+        return libxdp_compat(self.config.version, self.config.size, self.config.is_xdp_devbound,
+                             changing)
 
     def to_json(self) -> dict[str, object]:
         compat = self.libxdp()
@@ -191,7 +200,8 @@ def components_from_config(cfg: protocol.DispatcherConfig,
             slot=slot, name=p.full_name, id=p.id, tag=p.tag, priority=cfg.run_prios[slot],
             chain_call_actions=actions_to_names(cfg.chain_call_actions[slot] & 0x7FFFFFFF),
             frags=cfg.slot_frags(slot),
-            load_time=p.load_time, xlated_insns=p.xlated_insns))
+            load_time=p.load_time, xlated_insns=p.xlated_insns,
+            changes_packets=p.changes_packets))
     return tuple(comps), tuple(problems)
 
 

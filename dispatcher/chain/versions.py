@@ -88,16 +88,35 @@ def _span(series: list[LibxdpSeries]) -> Releases | None:
     return Releases(series[0].first, series[-1].last)
 
 
-def libxdp_compat(version: int, value_size: int, devbound: bool = False) -> LibxdpCompat:
+#: The first libxdp whose stubs make a no-op packet-changing call (bpf_xdp_adjust_tail(ctx,
+#: 0)): kernels that check it (Linux 6.13, stable 6.12.26) refuse an extension changing
+#: packet data in place of a stub that does not, and libxdp re-attaches every component
+#: to stubs of its own when it extends a chain.
+PACKET_CHANGING_STUBS = "1.5.5"
+
+
+def libxdp_compat(version: int, value_size: int, devbound: bool = False,
+                  changes_packets: tuple[str, ...] = ()) -> LibxdpCompat:
     """The libxdp releases that read / extend a dispatcher of ``version`` whose config map
-    value is ``value_size`` bytes."""
+    value is ``value_size`` bytes. ``changes_packets``: its components that change packet
+    data, on a kernel that checks it (libxdp before 1.5.5 cannot re-attach them)."""
     readers = [s for s in SERIES if series_reads(s, version, value_size)]
-    extenders = [s for s in readers if s.writes == version]
-    note = ""
+    extenders = _span([s for s in readers if s.writes == version])
+    notes = []
     if devbound and extenders:
-        note = ("device-bound: libxdp adds to it only for callers passing XDP_ATTACH_DEVBIND; "
-                "xdp-loader cannot")
-    return LibxdpCompat(_span(readers), _span(extenders), note)
+        notes.append("device-bound: libxdp adds to it only for callers passing "
+                     "XDP_ATTACH_DEVBIND; xdp-loader cannot")
+    if changes_packets and extenders:
+        first = max(extenders.first, PACKET_CHANGING_STUBS, key=_key)
+        if extenders.last is not None and _key(first) > _key(extenders.last):
+            extenders = None
+        else:
+            extenders = Releases(first, extenders.last)
+        notes.append(f"{', '.join(changes_packets)} "
+                     f"{'changes' if len(changes_packets) == 1 else 'change'} packet data: "
+                     f"libxdp before {PACKET_CHANGING_STUBS} cannot re-attach "
+                     f"{'it' if len(changes_packets) == 1 else 'them'} on this kernel")
+    return LibxdpCompat(_span(readers), extenders, "; ".join(notes))
 
 
 def writer_of(libxdp_version: str) -> int:

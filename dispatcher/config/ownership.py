@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import safeio
@@ -159,9 +160,48 @@ def read() -> dict[int, Owner]:
 
 
 def managed_labels() -> dict[int, str]:
-    """Program id -> the config file that loaded it (or "xdp-dispatch"), read without
-    building records (``status`` calls this on every run)."""
-    return {int(d["prog_id"]): str(d.get("config") or "xdp-dispatch") for d in _entries()}
+    """Program id -> the config file that loaded it (or "xdp-dispatch" for a record without
+    one, and for programs ``load`` attached: see ``record_loaded``), read without building
+    records (``status`` calls this on every run)."""
+    labels = dict.fromkeys(_loaded_ids(), "xdp-dispatch")
+    labels.update((int(d["prog_id"]), str(d.get("config") or "xdp-dispatch"))
+                  for d in _entries())
+    return labels
+
+
+# Programs `xdp-dispatch load` attached (directly, or as freplace components) are ours but
+# no config's: they are kept apart from the records above, which `apply` reads as "this
+# config's, remove when no longer in it". Only `status` reads these ("Managed by").
+def loaded_path() -> str:
+    return os.path.join(state_dir(), "loaded.json")
+
+
+def _loaded_ids() -> set[int]:
+    path = loaded_path()
+    data = read_state(path)
+    if data is None:
+        return set()
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise _damaged(path, f"not valid JSON: {str(e).splitlines()[0][:80]}") from None
+    ids = doc.get("programs") if isinstance(doc, dict) else None
+    if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise _damaged(path, 'expected {"programs": [program id, ...]}')
+    return set(ids)
+
+
+def record_loaded(prog_ids: Iterable[int]) -> None:
+    """Remember that ``load`` attached these programs (ids of programs that are gone are
+    dropped on every write, as for the records above)."""
+    new = {i for i in prog_ids if i}
+    if not new:
+        return
+    with DirLock(ensure_state_dir()):
+        ids = {i for i in _loaded_ids() | new if bpf.prog_alive(i)}
+        write_state(loaded_path(), json.dumps(
+            {"version": RECORDS_VERSION, "programs": sorted(ids)}).encode())
 
 
 def update(add: list[Owner], drop: set[int]) -> None:

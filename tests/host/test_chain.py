@@ -285,6 +285,9 @@ def test_we_read_and_change_xdp_loader_chain(veth) -> None:  # type: ignore[no-u
     unload(veth.host_if, drop_id)
     after = chain(veth.host_if)
     assert [n for n, *_ in after] == ["xdp_counter", "xdp_runcfg", "xdp_pass"]
+    import dispatcher  # "Managed by": ours say so, xdp-loader's nobody
+    labels = dispatcher.managed_by()
+    assert [labels.get(i) for _n, i, _p, _a in after] == [None, "xdp-dispatch", None]
     theirs = _xdp_loader_status(veth.host_if)
     assert [(p, n, i) for p, n, i, _t, _a in theirs["programs"]] == [(p, n, i) for n, i, p, _a in after]
     assert nettools.ping(veth.peer_ip, count=1)
@@ -390,6 +393,7 @@ def test_packet_rewriting_component_in_a_chain(veth) -> None:  # type: ignore[no
     from dispatcher.kernel import bpf
     from tests.packets import udp_packet
 
+    release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:3])
     load(veth.host_if, example("xdp_counter"), prio=10)
     load(veth.host_if, example("xdp_rewrite"), prio=20)
     inner = udp_packet()
@@ -399,6 +403,13 @@ def test_packet_rewriting_component_in_a_chain(veth) -> None:  # type: ignore[no
     assert r.retval == 2
     assert r.data_out == inner          # the VLAN tag was popped inside the chain
     assert nettools.ping(veth.peer_ip, count=1)
+    # status names the packet-changing component and, where the kernel checks it (6.12 in
+    # the VMs, not 6.1), that libxdp before 1.5.5 cannot extend the chain (issue 13, 9)
+    st = status(veth.host_if)
+    assert [p["changes_packet_data"] for p in st["programs"]] == [False, True]
+    checks = release >= (6, 13) or (release[:2] == (6, 12) and release[2] >= 26)
+    assert st["libxdp"]["extends"]["first"] == ("1.5.5" if checks else "1.3.0"), st["libxdp"]
+    assert (st["libxdp"]["note"] or "").startswith("xdp_rewrite changes packet data") == checks
 
 
 def test_frags_only_when_every_component_has_it(veth) -> None:  # type: ignore[no-untyped-def]

@@ -367,6 +367,35 @@ def test_damaged_owned_json_is_reported_and_kept(kind: str, private: str, tmp_pa
         assert f.read() == _DAMAGED[kind]
 
 
+_DAMAGED_LOADED = {**{k: v for k, v in _DAMAGED.items() if k != "bad_entry"},
+                   "bad_id": b'{"version": 1, "programs": [1, "x"]}',
+                   "bool_id": b'{"version": 1, "programs": [true]}'}
+
+
+@pytest.mark.parametrize("kind", sorted(_DAMAGED_LOADED))
+def test_damaged_loaded_json_is_reported_and_kept(kind: str, private: str,
+                                                  netns_veth: nettools.VethNs) -> None:
+    """loaded.json (programs `load` attached, for "Managed by") damaged: `status` and
+    `load` each say so in one line naming the file; `load` attaches nothing (the record is
+    written before the swap) and the file is left as it was."""
+    state = os.environ["XDP_DISPATCH_STATE_DIR"]
+    os.mkdir(state, 0o700)
+    loaded = os.path.join(state, "loaded.json")
+    with open(loaded, "wb") as f:
+        f.write(_DAMAGED_LOADED[kind])
+    cp = run_cli("status", netns_veth.host_if)
+    assert_one_line_error(cp, f"{loaded} is damaged", f"mv {loaded} {loaded}.damaged")
+    assert cp.returncode == 5
+    cp = run_cli("load", netns_veth.host_if, example("xdp_pass"), "-m", "skb")
+    try:
+        assert_one_line_error(cp, f"{loaded} is damaged")
+        assert nettools.xdp_attached(netns_veth.host_if) is None
+    finally:
+        run_cli("unload", netns_veth.host_if, "--all")
+    with open(loaded, "rb") as f:
+        assert f.read() == _DAMAGED_LOADED[kind]
+
+
 def test_damaged_applied_record_falls_back_to_the_full_plan(
         private: str, tmp_path: object, netns_veth: nettools.VethNs) -> None:
     """A deeply nested applied record used to crash apply with RecursionError; any damage

@@ -75,16 +75,18 @@ def test_managed_by_and_drift_of_one_program(veth, tmp_path, state_dir) -> None:
 
 
 def test_foreign_program_is_listed_not_drift(veth, tmp_path, state_dir) -> None:  # type: ignore[no-untyped-def]
-    # `load` keeps no ownership record: to `apply`, such a program is foreign.
+    # `load` keeps no ownership record: to `apply`, such a program is foreign; `status`
+    # says xdp-dispatch put it there, whatever the chain kind (attached directly here,
+    # a freplace component in the VMs, as for a linked chain's components).
     run_cli("load", veth.host_if, os.path.join(EXAMPLES_DIR, "xdp_pass.o"), "-m", "skb",
             check=True)
     rc, d = status_json(veth.host_if)
     iface = d["interfaces"][0]
     progs = iface["programs"] if iface["kind"] == "dispatcher" else [iface["main"]]
-    assert rc == 0 and [p["managed_by"] for p in progs] == [None]
+    assert rc == 0 and [p["managed_by"] for p in progs] == ["xdp-dispatch"]
     cp = run_cli("status", veth.host_if)
     row = next(ln for ln in cp.stdout.splitlines() if "xdp_pass" in ln)
-    assert row.split()[-1] == "-"
+    assert row.split()[-1] == "xdp-dispatch"
     cfg = write_cfg(tmp_path / "c.yaml", veth.host_if,
                     [{"name": "count", "object": "xdp_counter.o"}])
     rc, d = status_json(veth.host_if, "--config", cfg)
@@ -119,3 +121,17 @@ def test_chain_drift_and_managed_by(veth, tmp_path, state_dir) -> None:  # type:
                                                          "file": ["XDP_DROP", "XDP_PASS"]}}
     run_cli("apply", cfg, check=True)
     assert status_json(veth.host_if, "--config", cfg)[0] == 0
+
+
+def test_a_program_another_tool_attached_is_managed_by_nobody(veth, state_dir) -> None:  # type: ignore[no-untyped-def]
+    """iproute2 attaches a program: `status` shows "-" (JSON null), where one `load`
+    attached shows xdp-dispatch."""
+    import subprocess
+
+    subprocess.run(["ip", "link", "set", "dev", veth.host_if, "xdpgeneric", "obj",
+                    os.path.join(EXAMPLES_DIR, "xdp_pass.o"), "sec", "xdp"], check=True)
+    rc, d = status_json(veth.host_if)
+    assert rc == 0 and d["interfaces"][0]["main"]["managed_by"] is None
+    row = next(ln for ln in run_cli("status", veth.host_if).stdout.splitlines()
+               if "xdp_pass" in ln)
+    assert row.split()[-1] == "-"

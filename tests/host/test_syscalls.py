@@ -588,3 +588,23 @@ def test_verifier_log_grows_past_the_first_buffer() -> None:
     assert len(log) == 1 and len(log[0]) > bpf.LOG_SIZE_INITIAL
     assert log[0].startswith("func#0") or log[0].lstrip().startswith("0:")
     assert f"processed {n + 1} insns" in log[0]
+
+
+def test_packet_changing_helper_calls_found_in_xlated_code(bpffs_dir: str) -> None:
+    """The kernel spells a helper call in xlated code as the helper's address: the probe
+    learns the three packet-changing XDP helpers' spelling, and a program calling
+    bpf_xdp_adjust_head (xdp_rewrite) is told from one that does not (xdp_pass)."""
+    from dispatcher.kernel import loader, probes
+    from dispatcher.obj.elf import read_object
+    from tests.objects import example
+
+    calls = probes.packet_changing_calls()
+    assert len(calls) == 3 and 0 not in calls
+    found = {}
+    for name in ("xdp_rewrite", "xdp_pass", "xdp_counter"):
+        spec = read_object(example(name))
+        lo, p = loader.load_object_program(spec, spec.programs[0], pin_root=bpffs_dir)
+        with lo, p.fd:
+            found[name] = not calls.isdisjoint(
+                probes.helper_calls(bpf.prog_xlated_insns(p.fd.fd)))
+    assert found == {"xdp_rewrite": True, "xdp_pass": False, "xdp_counter": False}

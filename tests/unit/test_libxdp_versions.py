@@ -61,3 +61,56 @@ def test_status_says_version_and_libxdp() -> None:
     lines = status_text([_state(3)]).splitlines()
     assert lines[6] == (" " * 19 + "dispatcher v3: read by libxdp 1.6.0 and later, "
                         "extended by 1.6.0 and later")
+
+
+def test_a_packet_changing_component_narrows_who_extends() -> None:
+    """Issue 13 (9): on a kernel that checks packet-changing extensions, libxdp before
+    1.5.5 (stubs without the no-op call) cannot re-attach such a component, so it cannot
+    extend the chain; status says which component and why."""
+    v1, v2, v3 = (libxdp_compat(v, size, changes_packets=("rw",))
+                  for v, size in ((1, 84), (2, 124), (3, 128)))
+    assert v2.extends == Releases("1.5.5", "1.5.8") and v2.reads == Releases("1.3.0", None)
+    assert v1.extends is None                             # 1.0-1.2: none has the no-op
+    assert v3.extends == Releases("1.6.0", None)
+    assert v2.note == "rw changes packet data: libxdp before 1.5.5 cannot re-attach it on " \
+                      "this kernel"
+    two = libxdp_compat(3, 128, devbound=True, changes_packets=("a", "b"))
+    assert two.note == ("device-bound: libxdp adds to it only for callers passing "
+                        "XDP_ATTACH_DEVBIND; xdp-loader cannot; a, b change packet data: "
+                        "libxdp before 1.5.5 cannot re-attach them on this kernel")
+    assert libxdp_compat(2, 128, changes_packets=("rw",)) == libxdp_compat(2, 128)  # no extender
+
+
+def test_status_names_packet_changing_components_only_where_the_kernel_checks() -> None:
+    from dispatcher.record import replace
+
+    st = _state(2)
+    rw = replace(st.programs[0], changes_packets=True)
+    st = replace(st, programs=(rw, replace(rw, slot=1, name="b", changes_packets=False)))
+    (js,) = status_json([replace(st, packet_check=True)])
+    assert js["libxdp"]["extends"] == {"first": "1.5.5", "last": "1.5.8"}
+    assert js["libxdp"]["note"].startswith("a changes packet data")
+    assert [p["changes_packet_data"] for p in js["programs"]] == [True, False]
+    assert "extended by 1.5.5 to 1.5.8 (a changes packet data: libxdp before 1.5.5" in \
+        status_text([replace(st, packet_check=True)])
+    (old,) = status_json([st])                          # a kernel without the check
+    assert old["libxdp"]["extends"] == {"first": "1.3.0", "last": "1.5.8"}
+    assert old["libxdp"]["note"] is None
+    assert "changes_packet_data" not in status_json([_state(2)])[0]["programs"][0]
+
+
+def test_which_kernels_check_packet_changing_extensions() -> None:
+    from dispatcher.kernel.probes import kernel_checks_packet_changes as checks
+
+    assert [checks(r) for r in ("6.1.0-57-amd64", "6.12.25", "6.12.26", "6.12.95+deb12-amd64",
+                                "6.13", "6.18.44-fc-v1147", "7.2.13+deb14-amd64", "5.15.0")] \
+        == [False, False, True, True, True, True, True, False]
+
+
+def test_helper_calls_are_read_from_xlated_instructions() -> None:
+    from dispatcher.kernel.probes import helper_calls
+    from dispatcher.obj import insn as bi
+
+    prog = bi.encode([bi.mov64_reg(6, 1), bi.call_helper(44), bi.call_pseudo(1),
+                      bi.mov64_imm(0, 2), bi.exit_insn(), bi.call_helper(-5), bi.exit_insn()])
+    assert helper_calls(prog) == [44, -5]
