@@ -17,7 +17,8 @@
 #   vm    tests/host   again, inside VMs with the 6.1 and 6.12 kernels
 # Exits non-zero if setup or any tier failed. CI runs this (.ci/run).
 # Tests run in TEST_JOBS processes (pytest-xdist; default: one per core, and one per vCPU
-# inside the VMs); tests marked `serial` run while no other does (tests/host/conftest.py).
+# inside the VMs): a test looks only at what it created (its interfaces, namespaces, bpffs
+# and state directories), never at the whole system.
 # A single test may take TEST_TIMEOUT seconds (default 120; VM_TEST_TIMEOUT,
 # default 300, inside the VMs) before pytest-timeout fails it.
 set -uo pipefail

@@ -4,7 +4,6 @@ The whole tier is skipped (with the reason) when it cannot run here. Fixtures:
 
 * ``bpffs_dir``: a fresh private directory on the bpffs, removed afterwards.
 * ``no_fd_leak`` (autouse): fails a test that leaves new fds open.
-* ``_alone_if_serial`` (autouse): a test marked ``serial`` runs while no other does.
 * ``netns_veth``: a netns + veth pair (see ``nettools.py``), deleted afterwards;
   fails if an XDP program was left attached.
 """
@@ -72,25 +71,6 @@ def _open_fds() -> dict[int, str]:
         except OSError:
             continue          # closed in between
     return out
-
-
-# Tests run in parallel (pytest -n, scripts/test.sh). A test marked `serial` looks at the
-# whole system (every interface, every netns) and runs alone: it takes this machine-wide
-# lock exclusively, every other test takes it shared.
-ALONE_LOCK = "/tmp/xdp-dispatch-tests.lock"
-
-
-@pytest.fixture(autouse=True)
-def _alone_if_serial(request: pytest.FixtureRequest) -> Iterator[None]:
-    import fcntl
-
-    fd = os.open(ALONE_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        serial = request.node.get_closest_marker("serial") is not None
-        fcntl.flock(fd, fcntl.LOCK_EX if serial else fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture(autouse=True)

@@ -48,7 +48,7 @@ mkdir -p "$repo/.vmtest"
 cd "$repo" || exit 1
 # shellcheck disable=SC2086
 # One pytest worker per vCPU (pytest-xdist): under emulation a single process leaves the
-# other vCPU idle while Python starts up; `serial` tests still run alone.
+# other vCPU idle while Python starts up.
 "$python" -m pytest "$@" -n "$(nproc)" -p no:cacheprovider -v -rfEs $timeout_opt \
     --junitxml="$repo/.vmtest/$expected.xml" -o junit_suite_name="vm-$expected"
 rc=$?
