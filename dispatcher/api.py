@@ -127,14 +127,17 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
          verifier_log: list[str] | None = None,
          notice: Callable[[str], None] | None = None, dispatch: str = "auto",
          prog_type: str | None = None, stats: str | None = None,
-         inline: bool | None = None) -> ChangeResult:
+         inline: bool | None = None,
+         dispatcher_version: int | None = None) -> ChangeResult:
     """Add programs to ``iface``'s chain (one atomic swap). CLI values override run config.
     ``dispatch``: ``auto`` (freplace where the kernel allows it, else a linked chain),
     ``freplace`` or ``linked``. ``prog_type`` ("xdp"): the type of a program whose section
     names none (as ``bpftool prog load ... type xdp``). ``stats``: ``counts`` or ``off``
     (None: keep the chain's setting; a new linked chain counts). ``inline``: a linked
     chain inlines its components' entry functions into its main program (None: keep the
-    chain's setting; a new linked chain inlines)."""
+    chain's setting; a new linked chain inlines). ``dispatcher_version`` (2 or 3): the
+    libxdp dispatcher version of a freplace chain (None: an attached chain keeps its own; a
+    new one gets the installed libxdp's, else 2)."""
     from dispatcher.chain import router
     from dispatcher.chain.model import NewProgram, request, settings_json
     from dispatcher.config import ownership
@@ -167,7 +170,8 @@ def load(iface: str, objects: Sequence[str], *, mode: str = "native", priority: 
             ownership.record_loaded(preview.new_ids)
 
     return router.change(request(iface, mode=mode, add=new, netns=netns, root=root, force=force,
-                                 dispatch=dispatch, stats=stats, inline=inline),
+                                 dispatch=dispatch, stats=stats, inline=inline,
+                                 dispatcher_version=dispatcher_version),
                          notice=notice, verifier_log=verifier_log, before_swap=remember)
 
 
@@ -242,6 +246,28 @@ def unload(iface: str, *, ids: Sequence[int] = (), all: bool = False,  # noqa: A
         all = True
     return router.change(request(iface, mode=mode or cur_mode, remove_ids=ids_set,
                                  remove_all=all, netns=netns, root=root), notice=notice)
+
+
+def upgrade(iface: str, version: int, *, netns: str | None = None,
+            notice: Callable[[str], None] | None = None) -> tuple[ChangeResult | None, int]:
+    """Rewrite ``iface``'s freplace chain as dispatcher ``version`` in one swap: a new
+    dispatcher, every component re-linked to it (same program ids, maps and pins).
+    Returns (result, the version before); result None when it already is ``version``."""
+    from dispatcher.chain import router, rules
+    from dispatcher.chain.model import request
+
+    rules.check_version(version)
+    require_root("upgrading a dispatcher")
+    [st] = status(iface, netns=netns)
+    if st.error:
+        raise UsageError(f"{iface}: {st.error}")
+    if not rules.check_upgrade(st, iface, version):
+        return None, version
+    assert st.dispatcher is not None
+    before = st.dispatcher.version
+    return router.change(request(iface, mode=st.mode or "native", root=_root(notice),
+                                 netns=netns, dispatcher_version=version),
+                         notice=notice), before
 
 
 def unload_all(iface: str, *, netns: str | None = None) -> list[int]:
@@ -417,7 +443,8 @@ def probe_features(iface: str | None = None, *, netns: str | None = None) -> dic
 
     require_root("probing kernel features")
     probes = feat.all_probes(bpffs.bpffs_root(),
-                             first=(program.freplace, program.freplace_reattach))
+                             first=(program.freplace, program.freplace_reattach,
+                                    program.host_libxdp_probe))
     out: dict[str, object] = {k: v.to_json() for k, v in probes.items()}
     if iface:
         out["interface"] = feat.interface_modes(iface, netns=netns)
@@ -427,4 +454,4 @@ def probe_features(iface: str | None = None, *, netns: str | None = None) -> dic
 __all__ = ["LoadResult", "StatusReport", "apply_config", "check_config", "clean", "config_drift",
            "export_config", "load", "load_plain", "managed_by", "metrics", "plan_config", "probe_features",
            "read_object", "select_program", "set_stats", "stats", "status", "status_report",
-           "unload", "unload_all"]
+           "unload", "unload_all", "upgrade"]

@@ -120,6 +120,10 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
                     help="inline each component's entry function into a linked chain's main "
                          "program, saving a call per slot (default: keep the chain's "
                          "setting; a new linked chain inlines)")
+    sp.add_argument("--dispatcher-version", type=int, metavar="N",
+                    help="libxdp dispatcher version of a freplace chain: 2 (read by libxdp "
+                         ">= 1.3) or 3 (libxdp >= 1.6); default: an attached chain keeps "
+                         "its version, a new one gets the installed libxdp's, else 2")
     sp.add_argument("-v", "--verbose", action="store_true", help="print the verifier log")
     sp.add_argument("--verifier-log", metavar="FILE", help="write the full verifier log to FILE")
     sp.add_argument("--strict", action="store_true", help=_STRICT_HELP)
@@ -131,6 +135,14 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument("-n", "--name", action="append", default=[], dest="names",
                     help="component of a linked chain to remove, by name (repeatable)")
     sp.add_argument("-a", "--all", action="store_true", help="remove everything")
+    sp.add_argument("--netns", help="network namespace of the interface")
+
+    sp = add("upgrade", help="change a freplace chain's dispatcher version in one swap "
+                             "(every component keeps its program id, maps and pins)")
+    sp.add_argument("iface", metavar="IFACE")
+    sp.add_argument("--dispatcher-version", type=int, metavar="N", required=True,
+                    help="the version to write: 2 (libxdp 1.3 to 1.5 extend it) or 3 "
+                         "(libxdp >= 1.6)")
     sp.add_argument("--netns", help="network namespace of the interface")
 
     sp = add("status", help="show the XDP programs of interfaces "
@@ -250,7 +262,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
                        netns=args.netns, force=args.force,
                        verifier_log=log if want_log else None, notice=_notice,
                        dispatch=args.dispatch, prog_type=args.prog_type, stats=args.stats,
-                       inline=None if args.inline is None else args.inline == "on")
+                       inline=None if args.inline is None else args.inline == "on",
+                       dispatcher_version=args.dispatcher_version)
     except XdpDispatchError as e:
         log_text = getattr(e, "log", None)
         if want_log and log_text and log_text not in log:
@@ -285,6 +298,21 @@ def _cmd_unload(args: argparse.Namespace) -> int:
     else:
         progs = ", ".join(f"{name} (id {pid})" for _s, name, pid in res.programs)
         print(f"{args.iface}: dispatcher {res.dispatcher_id} now runs {progs}")
+    return 0
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    from dispatcher import api
+
+    res, before = api.upgrade(args.iface, args.dispatcher_version, netns=args.netns,
+                              notice=_notice)
+    if res is None:
+        print(f"{args.iface}: the dispatcher already is version {args.dispatcher_version}; "
+              "nothing changed")
+        return 0
+    progs = ", ".join(f"{name} (id {pid})" for _s, name, pid in res.programs)
+    print(f"{args.iface}: dispatcher {res.dispatcher_id} (version {before} -> "
+          f"{args.dispatcher_version}) runs {progs or 'nothing'}")
     return 0
 
 
@@ -446,6 +474,7 @@ def _notice(msg: str) -> None:
 
 
 _COMMANDS = {"inspect": _cmd_inspect, "load": _cmd_load, "unload": _cmd_unload,
+             "upgrade": _cmd_upgrade,
              "status": _cmd_status, "stats": _cmd_stats, "top": _cmd_top, "metrics": _cmd_metrics,
              "clean": _cmd_clean, "features": _cmd_features,
              "schema": _cmd_schema, "check": _cmd_check, "plan": _cmd_plan,

@@ -10,6 +10,7 @@
 #   - a development venv in $REPO/.venv: the project (editable) + test extras
 #     + virtme-ng
 #   - bpffs mounted on /sys/fs/bpf
+#   - libxdp 1.5.4 and 1.6.3 builds (scripts/libxdp-versions.sh fetch, cached)
 # Tiers:
 #   unit  tests/unit   pure Python, no kernel
 #   host  tests/host   the running kernel (root, bpf(2), netlink, veths)
@@ -56,13 +57,7 @@ T0=$(date +%s)
 
 # ---------------------------------------------------------------- setup: apt
 is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
-newest_kernel() {  # same rule as scripts/vmtest.sh
-    local f
-    for f in /boot/vmlinuz-"$1".*-amd64; do
-        case $f in *-cloud-amd64|*-rt-amd64) continue ;; esac
-        [ -e "$f" ] && printf '%s\n' "$f"
-    done | sort -V | tail -n 1
-}
+. "$REPO/scripts/kernels.sh"       # newest_kernel SERIES
 
 apt_updated=0
 apt_update() {
@@ -106,7 +101,18 @@ SRC
         echo "installing the bookworm-backports kernel (6.12)"
         apt_install -t bookworm-backports linux-image-amd64
     fi
-    echo "kernels: $(newest_kernel 6.1) $(newest_kernel 6.12)"
+    # Debian sid's newest kernel (7.x): libxdp 1.6 on a 7.x kernel is what Ubuntu 26.04
+    # ships. Fetched from the registry (scripts/libxdp-versions.sh kernel, cached) and its
+    # modules put where the VM looks for them, /lib/modules/RELEASE, with depmod.
+    kdir=$(bash scripts/libxdp-versions.sh kernel) || die "fetching sid's kernel failed"
+    krel=$(basename "$kdir")
+    if [ ! -e "/lib/modules/$krel/modules.dep" ]; then
+        echo "installing sid's kernel $krel into /lib/modules/$krel"
+        rm -rf "/lib/modules/$krel"
+        cp -a "$kdir/root/usr/lib/modules/$krel" /lib/modules/ && depmod "$krel" \
+            || die "cannot install sid's kernel modules into /lib/modules/$krel"
+    fi
+    echo "kernels: $(newest_kernel 6.1) $(newest_kernel 6.12) $(newest_kernel 7)"
 fi
 
 # ---------------------------------------------------------------- setup: venv
@@ -125,6 +131,14 @@ else
 fi
 PY=$VENV/bin/python
 JOBS=${TEST_JOBS:-$(nproc)}
+
+# ---------------------------------------------------------------- setup: libxdp builds
+# Real libxdp 1.5.4 and 1.6.3 for the version-interop tests (cached in /var/cache/xdp-dispatch-tests:
+# quick when present). The VM tier FAILS those tests when a build is missing.
+if want host || want vm; then
+    log "setup: libxdp builds (scripts/libxdp-versions.sh fetch)"
+    bash scripts/libxdp-versions.sh fetch || die "fetching the libxdp builds failed"
+fi
 
 # ---------------------------------------------------------------- setup: bpffs
 if ! mountpoint -q /sys/fs/bpf; then

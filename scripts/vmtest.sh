@@ -4,38 +4,41 @@
 #
 #   scripts/vmtest.sh [KERNEL_IMAGE...]
 #
-# KERNEL_IMAGE is a /boot/vmlinuz-RELEASE file (Debian's plain -amd64
-# flavour: the -cloud one lacks 9p). Default: the newest 6.1.* and the newest
-# 6.12.* in /boot; a missing series is a failure. Needs scripts/test.sh to
+# KERNEL_IMAGE is /boot/vmlinuz-RELEASE or /lib/modules/RELEASE/vmlinuz (Debian's plain
+# -amd64 flavour: the -cloud one lacks 9p). Default: the newest 6.1, 6.12 and 7.x
+# (scripts/kernels.sh); a missing series is a failure. Needs scripts/test.sh to
 # have set up the venv ($REPO/.venv with virtme-ng), qemu-system-x86 and
 # busybox-static. Results: .vmtest/RELEASE.xml (junit), .vmtest/RELEASE.log and
 # .vmtest/results (one line per kernel, read by scripts/test.sh).
 #
-# Environment: VM_TIMEOUT (seconds per kernel, default 1800), VM_TEST_TIMEOUT
+# Environment: VM_TIMEOUT (seconds per kernel, default 1500), VM_TEST_TIMEOUT
 # (seconds per test inside the VM, default 300), VM_CPUS (2), VM_MEMORY (2G),
-# VM_TESTS (space-separated pytest arguments instead of tests/host, e.g.
-# "tests/host/test_vm_smoke.py"). Without VM_TESTS the last kernel runs all of
-# tests/host but those marked `host_tier`, and the others also skip tests marked `once` (behaviour that does not
-# depend on the kernel version: user input, CLI wording, apply's transaction
-# logic), which the host tier and the newest kernel run.
+# VM_TESTS (space-separated pytest arguments instead of each kernel's selection, e.g.
+# "tests/host/test_vm_smoke.py"; see selection() below for what each kernel runs).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 VENV=$REPO/.venv
-VM_TIMEOUT=${VM_TIMEOUT:-2400}
+VM_TIMEOUT=${VM_TIMEOUT:-1500}
 VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-300}
 VM_CPUS=${VM_CPUS:-2}
 VM_MEMORY=${VM_MEMORY:-2G}
 
 die() { echo "vmtest: $*" >&2; exit 2; }
 
-# Newest /boot/vmlinuz-SERIES.* of the plain -amd64 flavour, or nothing.
-newest_kernel() {
-    local f
-    for f in /boot/vmlinuz-"$1".*-amd64; do
-        case $f in *-cloud-amd64|*-rt-amd64) continue ;; esac
-        [ -e "$f" ] && printf '%s\n' "$f"
-    done | sort -V | tail -n 1
+. "$REPO/scripts/kernels.sh"       # newest_kernel SERIES, kernel_release IMAGE
+
+# What each kernel runs without VM_TESTS. 6.12 (Debian 12's newest) runs everything but
+# `host_tier` (files, ELF sections, the agent: neither kernel nor chain kind matters);
+# 6.1 also leaves out `once` (kernel-version-independent: user input, CLI wording,
+# apply's transactions); 7.x (sid's newest) runs only what the kernel changes: freplace
+# chains, the libxdp version interop, packet-changing components.
+selection() {
+    case $1 in
+        6.12.*) echo "-m 'not host_tier' tests/host" ;;
+        7.*) echo "-m 'freplace and not once and not host_tier' tests/host" ;;
+        *) echo "-m 'not once and not host_tier' tests/host" ;;
+    esac
 }
 
 [ -x "$VENV/bin/vng" ] || die "$VENV/bin/vng missing: run scripts/test.sh first"
@@ -53,10 +56,10 @@ failed=0
 
 kernels=("$@")
 if [ ${#kernels[@]} -eq 0 ]; then
-    for series in 6.1 6.12; do
+    for series in 6.1 6.12 7; do
         k=$(newest_kernel "$series")
         if [ -z "$k" ]; then
-            why="no /boot/vmlinuz-$series.*-amd64 installed (scripts/test.sh installs it)"
+            why="no $series.* kernel (/boot/vmlinuz-$series.*-amd64 or /lib/modules/$series.*-amd64/vmlinuz): scripts/test.sh installs it"
             echo "vmtest: $why" >&2
             echo "$series|FAIL|0|$why" >>"$results"
             summary+=("$(printf 'vm %-22s FAIL     0s  %s' "$series" "$why")")
@@ -79,24 +82,10 @@ if [ "${VM_PY_TMPFS:-1}" = 1 ]; then
     bash "$REPO/scripts/vm-stage-python.sh" "$pystage" || die "cannot stage Python for the VM"
 fi
 
-last=${kernels[${#kernels[@]}-1]}
 for image in "${kernels[@]}"; do
-    tests=${VM_TESTS:-}
-    if [ -z "$tests" ]; then
-        # host_tier: neither the kernel nor the chain kind matters (files, ELF sections, the
-        # agent's events): the host tier runs those; the VMs run what freplace changes.
-        if [ "$image" != "$last" ]; then
-            tests="-m 'not once and not host_tier' tests/host"
-        else
-            tests="-m 'not host_tier' tests/host"
-        fi
-    fi
     [ -r "$image" ] || die "cannot read kernel image $image"
-    name=$(basename "$image")
-    case $name in
-        vmlinuz-*) release=${name#vmlinuz-} ;;
-        *) die "$image: expected a /boot/vmlinuz-RELEASE file" ;;
-    esac
+    release=$(kernel_release "$image") || die "$image: expected /boot/vmlinuz-RELEASE or /lib/modules/RELEASE/vmlinuz"
+    tests=${VM_TESTS:-$(selection "$release")}
     xml=$REPO/.vmtest/$release.xml
     log=$REPO/.vmtest/$release.log
     rm -f "$xml" "$log"

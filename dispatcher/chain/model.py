@@ -60,6 +60,8 @@ class ChangeRequest:
     dispatch: str = "auto"                      # auto | freplace | linked
     stats: str | None = None                    # off | counts; None: keep the chain's
     inline: bool | None = None                  # linked: inline entries; None: keep the chain's
+    dispatcher_version: int | None = None       # freplace: 2 | 3; None: keep the chain's
+                                                # (a fresh one: the host libxdp's, else 2)
 
     @property
     def updates(self) -> dict[int, tuple[int, int]]:
@@ -71,13 +73,14 @@ def request(iface: str, *, mode: str, root: str, add: list[NewProgram] | None = 
             remove_all: bool = False, update: Mapping[int, tuple[int, int]] | None = None,
             netns: str | None = None, force: bool = False,
             dispatch: str = "auto", stats: str | None = None,
-            inline: bool | None = None) -> ChangeRequest:
+            inline: bool | None = None,
+            dispatcher_version: int | None = None) -> ChangeRequest:
     """A ``ChangeRequest`` from the usual Python collections."""
     return ChangeRequest(
         iface, mode, root, tuple(add or ()), frozenset(remove_ids or ()),
         frozenset(remove_names or ()), remove_all,
         tuple((pid, p, a) for pid, (p, a) in (update or {}).items()), netns, force, dispatch,
-        stats, inline)
+        stats, inline, dispatcher_version)
 
 
 @record

@@ -174,9 +174,11 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
     disp = DispatcherInfo(id=main.id, version=cfg.version, frags=cfg.is_xdp_frags, tag=main.tag,
                           pin_dir=pdir, devbound=cfg.is_xdp_devbound)
     problems: list[str] = []
-    if cfg.version > protocol.VERSION:
-        problems.append(f"dispatcher version {cfg.version} is newer than the version this tool "
-                        f"writes ({protocol.VERSION}); it can be read and removed, not changed")
+    if cfg.version not in protocol.WRITABLE_VERSIONS:
+        problems.append(f"dispatcher version {cfg.version} is not one this tool writes "
+                        f"({' and '.join(map(str, protocol.WRITABLE_VERSIONS))}); it can be "
+                        f"read and removed, or changed with xdp-dispatch upgrade {xs.ifname} "
+                        f"--dispatcher-version {protocol.VERSION}")
     progs: list[ProgFacts | None] = []
     if not root:
         problems.append("no bpffs: the dispatcher's component pins cannot be read")

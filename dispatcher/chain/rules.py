@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dispatcher.chain import protocol
 from dispatcher.chain.model import DISPATCH_MODES, MODES, STATS_MODES, ChangeRequest
 from dispatcher.chain.state import InterfaceState
+from dispatcher.chain.versions import libxdp_compat
 from dispatcher.errors import ForeignStateError, UsageError
 from dispatcher.record import replace
 
@@ -34,6 +35,19 @@ def check_request(req: ChangeRequest) -> None:
     if req.stats is not None and req.stats not in STATS_MODES:
         raise UsageError(f"unknown stats setting '{req.stats}' (expected "
                          f"{', '.join(STATS_MODES)})")
+    check_version(req.dispatcher_version)
+
+
+def check_version(version: int | None) -> None:
+    """A dispatcher version this tool writes (None: not asked for)."""
+    if version is None or version in protocol.WRITABLE_VERSIONS:
+        return
+    writes = " and ".join(map(str, protocol.WRITABLE_VERSIONS))
+    why = (" (v1 is what libxdp 1.0 to 1.2 wrote; it is read, not written)"
+           if version in protocol.READABLE_VERSIONS else "")
+    raise UsageError(f"dispatcher version {version} cannot be written: this tool writes "
+                     f"{writes}{why}", hint="pass --dispatcher-version 2 (read by libxdp 1.3 "
+                     "and later) or 3 (libxdp 1.6 and later)")
 
 
 def resolve_names(st: InterfaceState, req: ChangeRequest) -> ChangeRequest:
@@ -120,17 +134,7 @@ def check_freplace(st: InterfaceState, req: ChangeRequest,
         assert st.dispatcher is not None
         if req.remove_all:
             return
-        v = st.dispatcher.version
-        if v < protocol.VERSION:
-            raise ForeignStateError(
-                f"{iface}: the attached dispatcher uses protocol version {v}, older than ours "
-                f"({protocol.VERSION}); refusing a transparent upgrade",
-                hint=f"unload it first: xdp-dispatch unload {iface} --all")
-        if v > protocol.VERSION:
-            raise ForeignStateError(
-                f"{iface}: the attached dispatcher uses protocol version {v} (libxdp >= 1.6); "
-                f"this tool writes version {protocol.VERSION} and will not change it",
-                hint=f"unload it first (xdp-dispatch unload {iface} --all), or use that libxdp")
+        check_version_change(st, req)
         missing = [p for p in st.problems if "missing" in p]
         if missing:
             raise ForeignStateError(f"{iface}: dispatcher {st.dispatcher.id} cannot be changed: "
@@ -149,6 +153,54 @@ def check_freplace(st: InterfaceState, req: ChangeRequest,
         raise Race("a linked chain was attached meanwhile")
 
 
+def check_version_change(st: InterfaceState, req: ChangeRequest) -> None:
+    """What a change of an attached dispatcher refuses about versions: a version this tool
+    does not write is changed only by an explicit ``--dispatcher-version`` (``upgrade``),
+    and a device-bound v3 chain cannot become v2 (its components are bound to the device
+    and only re-link to a device-bound dispatcher)."""
+    assert st.dispatcher is not None
+    iface, v, want = req.iface, st.dispatcher.version, req.dispatcher_version
+    newest = max(protocol.WRITABLE_VERSIONS)
+    if v not in protocol.WRITABLE_VERSIONS and want in (None, v):
+        compat = libxdp_compat(v, st.config.size if st.config else 0)
+        if v < newest:
+            raise ForeignStateError(
+                f"{iface}: the attached dispatcher uses protocol version {v}, older than ours "
+                f"({protocol.VERSION}); refusing a transparent upgrade "
+                f"({compat.describe(v)})",
+                hint=f"upgrade it explicitly (xdp-dispatch upgrade {iface} "
+                     f"--dispatcher-version {protocol.VERSION}), or unload it first: "
+                     f"xdp-dispatch unload {iface} --all")
+        raise ForeignStateError(
+            f"{iface}: the attached dispatcher uses protocol version {v}; this tool writes "
+            f"versions {' and '.join(map(str, protocol.WRITABLE_VERSIONS))} and will not "
+            "change it",
+            hint=f"unload it first (xdp-dispatch unload {iface} --all), or use the libxdp "
+                 "that wrote it")
+    if want is not None and want < 3 and st.dispatcher.devbound:
+        raise ForeignStateError(
+            f"{iface}: the dispatcher is device-bound (v3, bound to {iface}) and so are its "
+            f"components; a v{want} dispatcher cannot be device-bound, so they cannot be "
+            "re-linked to it",
+            hint=f"unload the chain (xdp-dispatch unload {iface} --all) and load its "
+                 f"programs again with --dispatcher-version {want}")
+
+
+def check_upgrade(st: InterfaceState, iface: str, version: int) -> bool:
+    """What ``upgrade IFACE --dispatcher-version N`` refuses; False when the dispatcher
+    already is version N (nothing to do)."""
+    check_version(version)
+    if st.kind == "linked":
+        raise UsageError(f"{iface}: a linked chain is one XDP program, not libxdp's "
+                         "dispatcher: it has no dispatcher version to change")
+    if st.kind != "dispatcher" or st.dispatcher is None:
+        what = "no XDP program" if st.kind == "none" else "a program that is not a dispatcher"
+        raise UsageError(f"{iface}: has {what} attached; there is no dispatcher to upgrade",
+                         hint=f"load programs with xdp-dispatch load {iface} "
+                              f"--dispatcher-version {version} OBJ")
+    return st.dispatcher.version != version
+
+
 def check_slots(iface: str, n: int) -> None:
     if n > protocol.MAX_SLOTS:
         raise UsageError(f"{iface}: {n} programs requested; a dispatcher has "
@@ -161,6 +213,12 @@ def check_linked(st: InterfaceState, req: ChangeRequest) -> bool:
     iface = req.iface
     main_id = st.main.id if st.main else 0
     remove_all = req.remove_all or bool(main_id and main_id in req.remove_ids)
+    if req.dispatcher_version is not None and req.dispatch == LINKED and not remove_all:
+        # (with auto, the version applies when a dispatcher is built, not to a linked chain)
+        raise UsageError(f"{iface}: a linked chain is one XDP program, not libxdp's "
+                         "dispatcher: --dispatcher-version applies to freplace chains",
+                         hint="leave out --dispatcher-version (or dispatcher_version in a "
+                              "config), or use --dispatch freplace")
     if st.kind == "linked":
         if st.mode and st.mode != req.mode and not remove_all:
             raise UsageError(f"{iface}: the linked chain is attached in {st.mode} mode, "

@@ -187,6 +187,7 @@ def plan_record(p: InterfacePlan) -> dict[str, Any]:
             "observed_mode": p.observed_mode, "linked": p.linked, "dispatch": p.dispatch,
             "stats": p.stats, "observed_stats": p.observed_stats,
             "inline": p.inline, "observed_inline": p.observed_inline,
+            "dispatcher_version": p.dispatcher_version,
             "items": [{"action": i.action, "name": i.name, "prog_id": i.prog_id,
                        "priority": i.priority, "actions": list(i.actions), "detail": i.detail,
                        "desired": None if i.desired is None else [
@@ -216,4 +217,4 @@ def plan_from_record(d: dict[str, Any]) -> InterfacePlan:
     return InterfacePlan(str(d["iface"]), d["netns"], str(d["mode"]), tuple(items),
                          d["error"], d["observed_mode"], bool(d["linked"]), str(d["dispatch"]),
                          d.get("stats"), d.get("observed_stats"), d.get("inline"),
-                         d.get("observed_inline"))
+                         d.get("observed_inline"), d.get("dispatcher_version"))

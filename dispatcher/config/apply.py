@@ -56,6 +56,7 @@ class _Target:
     dispatch: str = "auto"
     stats: str | None = None
     inline: bool | None = None
+    dispatcher_version: int | None = None
 
 
 Links = dict[str | None, list[netlink.XdpState]]    # netns -> its RTM_GETLINK dump
@@ -116,7 +117,7 @@ def resolve(cfg: ChainConfig, objects: dict[str, ObjectSpec],
                 continue
             seen[(icfg.netns, n)] = k
             out.append(_Target(n, icfg.netns, icfg.mode, desired, icfg.dispatch, icfg.stats,
-                               icfg.inline))
+                               icfg.inline, icfg.dispatcher_version))
     if problems:
         raise ConfigError("\n".join(problems))
     return out
@@ -194,7 +195,8 @@ def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = 
             plans.append(InterfacePlan(t.iface, t.netns, t.mode, error=e.message))
             continue
         plans.append(replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
-                                            exclusive, source=os.path.abspath(cfg.source)),
+                                            exclusive, source=os.path.abspath(cfg.source),
+                                            dispatcher_version=t.dispatcher_version),
                              dispatch=t.dispatch, stats=t.stats, inline=t.inline))
     return plans
 
@@ -368,7 +370,8 @@ def _begin_interface(p: InterfacePlan, objects: dict[str, ObjectSpec], root: str
 
     return router.begin(request(p.iface, mode=p.mode, add=new, remove_ids=remove, update=upd,
                                 netns=p.netns, root=root, dispatch=p.dispatch,
-                                stats=p.stats, inline=p.inline),
+                                stats=p.stats, inline=p.inline,
+                                dispatcher_version=p.dispatcher_version),
                         notice=notice,
                         before_swap=lambda preview: intent.record(_owners(p, preview, source)))
 

@@ -11,6 +11,8 @@ different now". Per interface:
   now (the object file changed on disk, or another object / program / globals / pin_maps /
   frags is configured: ``detail`` says which);
 - ``mode``: the chain is attached in another mode than the file asks for;
+- ``version``: the attached dispatcher is another version than the file's
+  ``dispatcher_version``;
 - ``foreign``: a program nobody recorded (e.g. loaded by xdp-loader): not drift, since
   ``apply`` keeps such programs, but listed.
 
@@ -21,10 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dispatcher.config.plan import ADD, FOREIGN, REMOVE, UPDATE, UPGRADE, InterfacePlan
+from dispatcher.config.plan import ADD, FOREIGN, REMOVE, UPDATE, UPGRADE, VERSION, InterfacePlan
 
 MISSING, EXTRA, DIFFERS, MODE, FOREIGN_PROG = "missing", "extra", "differs", "mode", "foreign"
-DRIFT_KINDS = (MISSING, EXTRA, DIFFERS, MODE)
+VERSION_DRIFT = "version"
+DRIFT_KINDS = (MISSING, EXTRA, DIFFERS, MODE, VERSION_DRIFT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,13 @@ def interface_drift(p: InterfacePlan) -> InterfaceDrift:
         elif i.action == UPDATE:
             f = _fields(i.kernel, i.priority, i.actions)
             items.append(DriftItem(DIFFERS, i.name, i.prog_id, ", ".join(_texts(f)), f))
+        elif i.action == VERSION and i.kernel is not None:
+            was = i.kernel[0]
+            items.append(DriftItem(VERSION_DRIFT, i.name, i.prog_id,
+                                   f"dispatcher version {was}, the file says "
+                                   f"{p.dispatcher_version}",
+                                   {"dispatcher_version": {"kernel": was,
+                                                           "file": p.dispatcher_version}}))
         elif i.action == FOREIGN:
             items.append(DriftItem(FOREIGN_PROG, i.name, i.prog_id, "not managed by this file"))
     return InterfaceDrift(p.iface, p.netns, p.mode, tuple(items))

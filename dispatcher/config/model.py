@@ -225,6 +225,11 @@ class InterfaceConfig(BaseModel):
         None, description="A linked chain inlines each component's entry function into its "
                           "main program, saving a call per slot: true or false (default: keep "
                           "the chain's setting; a new linked chain inlines)")
+    dispatcher_version: Literal[2, 3] | None = Field(
+        None, description="libxdp dispatcher version of a freplace chain: 2 (read by libxdp "
+                          ">= 1.3) or 3 (libxdp >= 1.6). Default: an attached chain keeps its "
+                          "version, a new one gets the installed libxdp's, else 2; a different "
+                          "version on an attached chain is an upgrade in the same swap")
     programs: list[ProgramConfig] = Field(description="Programs of the chain")
 
     @field_validator("name", mode="before")

@@ -22,7 +22,8 @@ from dispatcher.obj.actions import actions_to_names, names_to_actions
 from dispatcher.record import record
 
 ADD, REMOVE, UPGRADE, UPDATE, KEEP, FOREIGN = "add", "remove", "upgrade", "update", "keep", "foreign"
-CHANGES = (ADD, REMOVE, UPGRADE, UPDATE)
+VERSION = "version"      # the attached dispatcher is rewritten as another version
+CHANGES = (ADD, REMOVE, UPGRADE, UPDATE, VERSION)
 
 
 @record
@@ -110,6 +111,7 @@ class InterfacePlan:
     observed_stats: str | None = None   # a linked chain's current setting
     inline: bool | None = None          # inline entries (from the config; None: keep)
     observed_inline: bool | None = None  # a linked chain's current setting
+    dispatcher_version: int | None = None   # from the config (None: keep the chain's)
 
     @property
     def inline_change(self) -> bool:
@@ -132,13 +134,27 @@ class InterfacePlan:
         return {"interface": self.iface, "netns": self.netns, "mode": self.mode,
                 "changed": self.changed, "items": [i.to_json() for i in self.items],
                 "error": self.error, **({"stats": self.stats} if self.stats else {}),
-                **({"inline": self.inline} if self.inline is not None else {})}
+                **({"inline": self.inline} if self.inline is not None else {}),
+                **({"dispatcher_version": self.dispatcher_version}
+                   if self.dispatcher_version else {})}
+
+
+def version_item(observed: InterfaceState, version: int | None) -> PlanItem | None:
+    """The ``version`` change when the config asks an attached dispatcher for another
+    dispatcher version (an upgrade or downgrade done in the same swap)."""
+    d = observed.dispatcher
+    if version is None or observed.kind != "dispatcher" or d is None or d.version == version:
+        return None
+    return PlanItem(VERSION, "dispatcher", d.id, detail=f"v{d.version} -> v{version}",
+                    kernel=(d.version, ()))        # (the observed version, no actions)
 
 
 def plan_interface(iface: str, netns: str | None, mode: str, desired: list[DesiredProgram],
                    observed: InterfaceState, owners: dict[int, Owner],
-                   exclusive: bool = False, source: str = "") -> InterfacePlan:
-    """The difference between ``desired`` and what ``observed`` shows on one interface."""
+                   exclusive: bool = False, source: str = "",
+                   dispatcher_version: int | None = None) -> InterfacePlan:
+    """The difference between ``desired`` and what ``observed`` shows on one interface
+    (``dispatcher_version``: the config's, compared with an attached dispatcher's)."""
     if observed.kind == "linked" and observed.description is not None:
         return plan_linked(iface, netns, mode, desired, observed.description, observed.mode,
                            exclusive, source)
@@ -190,8 +206,10 @@ def plan_interface(iface: str, netns: str | None, mode: str, desired: list[Desir
         else:
             items.append(PlanItem(FOREIGN, kname, pid, prio, actions_to_names(actions),
                                   "not managed by this config: kept"))
-    return InterfacePlan(iface, netns, mode, tuple(items),
-                         observed_mode=observed.mode if present else None)
+    vi = version_item(observed, dispatcher_version)
+    return InterfacePlan(iface, netns, mode, tuple(items) + ((vi,) if vi else ()),
+                         observed_mode=observed.mode if present else None,
+                         dispatcher_version=dispatcher_version)
 
 
 def plan_linked(iface: str, netns: str | None, mode: str, desired: list[DesiredProgram],
@@ -251,7 +269,8 @@ def _on(flag: bool | None) -> str:
     return "on" if flag else "off"
 
 
-_SIGN = {ADD: "+", REMOVE: "-", UPGRADE: "~", UPDATE: "~", KEEP: " ", FOREIGN: " "}
+_SIGN = {ADD: "+", REMOVE: "-", UPGRADE: "~", UPDATE: "~", KEEP: " ", FOREIGN: " ",
+         VERSION: "~"}
 
 
 def plan_text(plans: list[InterfacePlan]) -> str:
@@ -263,6 +282,9 @@ def plan_text(plans: list[InterfacePlan]) -> str:
             continue
         out.append(f"{where} [{p.mode}]: {'changes' if p.changed else 'no changes'}")
         for i in p.items:
+            if i.action == VERSION:
+                out.append(f"  ~ version  dispatcher (id {i.prog_id}) {i.detail}")
+                continue
             ident = (f"id {i.prog_id}" if i.prog_id
                      else "new" if i.action in (ADD, UPGRADE) else "linked")
             acts = ",".join(i.actions) or "-"

@@ -81,3 +81,25 @@ def test_kernel_rules_for_a_devbound_dispatcher(netns_veth: nettools.VethNs, pri
     with v3_dispatcher(0, devbound=True) as p:
         netlink.attach_xdp(v.host_ifindex, p.fd.fd, netlink.XDP_FLAGS_SKB_MODE)
         netlink.detach_xdp(v.host_ifindex, netlink.XDP_FLAGS_SKB_MODE)
+
+
+def test_our_loader_binds_a_v3_dispatcher_to_an_interface_of_another_netns(
+        netns_veth: nettools.VethNs, private: str) -> None:
+    """What the freplace back-end does for a device-bound chain under --netns: the
+    dispatcher is loaded inside the namespace, where prog_ifindex names the interface."""
+    import dispatcher
+    from dispatcher.chain.freplace import backend, program
+
+    v = netns_veth
+    with backend._in_netns(v.netns):
+        disp = program.load_dispatcher([50], [1 << 2], [0], frags=False, version=3,
+                                       devbound=True, ifindex=v.peer_ifindex)
+    with disp:
+        netlink.attach_xdp(v.peer_ifindex, disp.fd, netlink.XDP_FLAGS_DRV_MODE, netns=v.netns)
+        try:
+            (st,) = dispatcher.status(v.peer_if, netns=v.netns)
+        finally:
+            netlink.detach_xdp(v.peer_ifindex, netlink.XDP_FLAGS_DRV_MODE, netns=v.netns)
+    assert st.kind == "dispatcher" and st.config is not None
+    assert (st.config.version, st.config.is_xdp_devbound, st.config.size) == (3, True, 128)
+    assert st.config.program_flags[0] == protocol.BPF_F_XDP_DEV_BOUND_ONLY

@@ -26,9 +26,11 @@ def comp(slot: int, name: str, pid: int, prio: int) -> Component:
 
 
 def dispatcher_state(*comps: Component, version: int = protocol.VERSION,
-                     mode: str = "skb", problems: tuple[str, ...] = ()) -> InterfaceState:
+                     mode: str = "skb", problems: tuple[str, ...] = (),
+                     devbound: bool = False) -> InterfaceState:
     return InterfaceState("eth0", 3, mode, "dispatcher", main=MAIN,
-                          dispatcher=DispatcherInfo(42, version, False, pin_dir="/b/xdp/d"),
+                          dispatcher=DispatcherInfo(42, version, False, pin_dir="/b/xdp/d",
+                                                    devbound=devbound),
                           programs=comps, problems=problems)
 
 
@@ -95,8 +97,12 @@ def test_request_values_are_checked(kw: dict[str, object], msg: str) -> None:
      r"has a program that is not a dispatcher attached \(xdp_prog_full, id 7\)"),
     (dispatcher_state(comp(0, "a", 11, 10), version=1), {"add": [new()]}, ForeignStateError,
      "protocol version 1, older than ours"),
-    (dispatcher_state(comp(0, "a", 11, 10), version=3), {"add": [new()]}, ForeignStateError,
-     "protocol version 3 .*will not change it"),
+    (dispatcher_state(comp(0, "a", 11, 10), version=4), {"add": [new()]}, ForeignStateError,
+     "protocol version 4; this tool writes versions 2 and 3 and will not change it"),
+    (dispatcher_state(comp(0, "a", 11, 10), version=3, devbound=True),
+     {"dispatcher_version": 2}, ForeignStateError,
+     r"the dispatcher is device-bound \(v3, bound to eth0\) and so are its components; "
+     "a v2 dispatcher cannot be device-bound"),
     (dispatcher_state(comp(0, "a", 11, 10), problems=("slot 0: pin missing",)),
      {"add": [new()]}, ForeignStateError, "cannot be changed: slot 0: pin missing"),
     (dispatcher_state(comp(0, "a", 11, 10)), {"remove_ids": {99}}, UsageError,
@@ -115,10 +121,66 @@ def test_freplace_refusals(st: InterfaceState, kw: dict[str, object], err: type,
     (LEGACY, {"add": [new()], "force": True}),
     (LEGACY, {"remove_ids": {7}}),
     (dispatcher_state(comp(0, "a", 11, 10), version=3), {"remove_all": True}),
+    (dispatcher_state(comp(0, "a", 11, 10), version=3), {"add": [new()]}),   # v3 is ours too
+    (dispatcher_state(comp(0, "a", 11, 10), version=3, devbound=True), {"add": [new()]}),
+    (dispatcher_state(comp(0, "a", 11, 10), version=3, devbound=True), {"remove_ids": {11}}),
+    (dispatcher_state(comp(0, "a", 11, 10), version=1), {"dispatcher_version": 2}),
+    (dispatcher_state(comp(0, "a", 11, 10), version=2), {"dispatcher_version": 3}),
+    (dispatcher_state(comp(0, "a", 11, 10), version=3), {"dispatcher_version": 2}),
     (dispatcher_state(comp(0, "a", 11, 10), mode="native"), {"remove_all": True}),
 ])
 def test_freplace_allows(st: InterfaceState, kw: dict[str, object]) -> None:
     rules.check_freplace(st, req(**kw))  # type: ignore[arg-type]
+
+
+def test_a_v1_chain_is_refused_with_the_upgrade_command() -> None:
+    st = dispatcher_state(comp(0, "a", 11, 10), version=1)
+    with pytest.raises(ForeignStateError, match="protocol version 1, older than ours "
+                       r"\(2\); refusing a transparent upgrade \(dispatcher v1: read by "
+                       r"libxdp 1.0.0 and later, extended by 1.0.0 to 1.2.10\)") as e:
+        rules.check_freplace(st, req(add=[new()]))  # type: ignore[arg-type]
+    assert e.value.hint == ("upgrade it explicitly (xdp-dispatch upgrade eth0 "
+                            "--dispatcher-version 2), or unload it first: xdp-dispatch "
+                            "unload eth0 --all")
+
+
+@pytest.mark.parametrize("v,msg", [
+    (1, "dispatcher version 1 cannot be written: this tool writes 2 and 3 "
+        r"\(v1 is what libxdp 1.0 to 1.2 wrote; it is read, not written\)"),
+    (4, "dispatcher version 4 cannot be written: this tool writes 2 and 3$"),
+])
+def test_only_written_versions_can_be_asked_for(v: int, msg: str) -> None:
+    with pytest.raises(UsageError, match=msg) as e:
+        rules.check_request(req(dispatcher_version=v))  # type: ignore[arg-type]
+    assert "--dispatcher-version 2" in (e.value.hint or "")
+    rules.check_request(req(dispatcher_version=3))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("st,msg", [
+    (NONE, "eth0: has no XDP program attached; there is no dispatcher to upgrade"),
+    (LEGACY, "eth0: has a program that is not a dispatcher attached; there is no"),
+    (LINKED, "a linked chain is one XDP program, not libxdp's dispatcher: it has no"),
+])
+def test_upgrade_needs_a_dispatcher(st: InterfaceState, msg: str) -> None:
+    with pytest.raises(UsageError, match=msg):
+        rules.check_upgrade(st, "eth0", 3)
+
+
+def test_upgrade_to_the_same_version_is_nothing_to_do() -> None:
+    st = dispatcher_state(comp(0, "a", 11, 10), version=3)
+    assert not rules.check_upgrade(st, "eth0", 3)
+    assert rules.check_upgrade(st, "eth0", 2)
+    with pytest.raises(UsageError, match="version 1 cannot be written"):
+        rules.check_upgrade(st, "eth0", 1)
+
+
+def test_linked_chains_refuse_a_dispatcher_version() -> None:
+    with pytest.raises(UsageError, match="--dispatcher-version applies to freplace chains"):
+        rules.check_linked(NONE, req(add=[new()], dispatcher_version=3, dispatch="linked"))  # type: ignore[arg-type]
+    assert rules.check_linked(LINKED, req(remove_all=True, dispatcher_version=3,  # type: ignore[arg-type]
+                                          dispatch="linked"))
+    # auto on a kernel without freplace links the chain: a config's version has no say
+    assert not rules.check_linked(NONE, req(add=[new()], dispatcher_version=3))  # type: ignore[arg-type]
 
 
 def test_linked_chain_seen_by_freplace_is_a_race() -> None:
@@ -155,6 +217,45 @@ def test_freplace_plan_without_freplace() -> None:
     with pytest.raises(NotSupportedError, match="a chain of 2 programs needs freplace") as e:
         fplan.plan(NONE, req(add=[new(), new()]), lambda: (False, "EPERM"))  # type: ignore[arg-type]
     assert "--dispatch linked" in (e.value.hint or "")
+
+
+def no_host() -> int:
+    raise AssertionError("the host's libxdp must not be asked")
+
+
+@pytest.mark.parametrize("version,devbound,kw,host,want", [
+    (2, False, {"add": [new()]}, no_host, (2, False)),           # v2 stays v2
+    (3, False, {"add": [new()]}, no_host, (3, False)),           # v3 stays v3
+    (3, True, {"add": [new()]}, no_host, (3, True)),             # devbound kept
+    (3, True, {"remove_ids": {11}}, no_host, (3, True)),
+    (3, False, {"add": [new()], "dispatcher_version": 3}, no_host, (3, False)),
+    (2, False, {"dispatcher_version": 3}, no_host, (3, False)),  # upgrade
+    (3, False, {"dispatcher_version": 2}, no_host, (2, False)),  # downgrade
+    (1, False, {"dispatcher_version": 2}, no_host, (2, False)),
+])
+def test_an_attached_chain_keeps_its_version(version: int, devbound: bool,
+                                             kw: dict[str, object], host: object,
+                                             want: tuple[int, bool]) -> None:
+    st = dispatcher_state(comp(0, "a", 11, 10), comp(1, "b", 12, 20), version=version,
+                          devbound=devbound)
+    p = fplan.plan(st, req(**kw), never, host)  # type: ignore[arg-type]
+    assert (p.version, p.devbound) == want
+
+
+@pytest.mark.parametrize("kw,host,want", [
+    ({}, lambda: 3, 3),               # the host's libxdp 1.6 writes v3
+    ({}, lambda: 2, 2),
+    ({}, lambda: 0, protocol.VERSION),   # no libxdp installed: v2, read by libxdp >= 1.3
+    ({}, lambda: 1, protocol.VERSION),   # libxdp <= 1.2 (v1): we do not write v1
+    ({"dispatcher_version": 2}, no_host, 2),
+    ({"dispatcher_version": 3}, no_host, 3),
+])
+def test_a_fresh_chain_gets_the_asked_or_the_host_version(kw: dict[str, object], host: object,
+                                                          want: int) -> None:
+    p = fplan.plan(NONE, req(add=[new(), new()], **kw), lambda: (True, ""), host)  # type: ignore[arg-type]
+    assert (p.version, p.devbound) == (want, False)
+    p = fplan.plan(LEGACY, req(add=[new()], force=True, **kw), lambda: (True, ""), host)  # type: ignore[arg-type]
+    assert p.version == want
 
 
 def test_freplace_plan_remove_all_keeps_nothing() -> None:
@@ -247,3 +348,11 @@ def test_second_program_without_freplace_hints_at_loading_both_linked() -> None:
         rules.check_freplace(LEGACY, req(add=[new()]), lambda: (True, ""))  # type: ignore[arg-type]
     assert e.value.hint == ("remove it first (xdp-dispatch unload eth0 --all), or pass --force "
                             "to replace it")
+
+
+def test_an_upgrade_keeps_every_component_in_its_slot() -> None:
+    st = dispatcher_state(comp(0, "a", 11, 10), comp(1, "b", 12, 20), comp(2, "c", 13, 30))
+    p = fplan.plan(st, req(dispatcher_version=3), never, no_host)  # type: ignore[arg-type]
+    assert [(m.name, m.priority, m.existing, m.new) for m in p.members] == [
+        ("a", 10, 0, -1), ("b", 20, 1, -1), ("c", 30, 2, -1)]
+    assert (p.version, p.devbound, p.old_pin_dir, p.direct) == (3, False, "/b/xdp/d", False)

@@ -53,11 +53,13 @@ CASES = [
      "eth0 has a program that is not a dispatcher attached (?, id ?)", UNLOAD_OR_FORCE),
     ("freplace", dispatcher_state(comp(0, "a", 11, 10), version=1), {"add": [new()]}, 5,
      "eth0: the attached dispatcher uses protocol version 1, older than ours (2); refusing a "
-     "transparent upgrade", "unload it first: xdp-dispatch unload eth0 --all"),
-    ("freplace", dispatcher_state(comp(0, "a", 11, 10), version=3), {"add": [new()]}, 5,
-     "eth0: the attached dispatcher uses protocol version 3 (libxdp >= 1.6); this tool writes "
-     "version 2 and will not change it",
-     "unload it first (xdp-dispatch unload eth0 --all), or use that libxdp"),
+     "transparent upgrade (dispatcher v1: read by libxdp 1.0.0 and later, extended by 1.0.0 "
+     "to 1.2.10)", "upgrade it explicitly (xdp-dispatch upgrade eth0 --dispatcher-version 2), "
+     "or unload it first: xdp-dispatch unload eth0 --all"),
+    ("freplace", dispatcher_state(comp(0, "a", 11, 10), version=4), {"add": [new()]}, 5,
+     "eth0: the attached dispatcher uses protocol version 4; this tool writes versions 2 and 3 "
+     "and will not change it",
+     "unload it first (xdp-dispatch unload eth0 --all), or use the libxdp that wrote it"),
     ("freplace", dispatcher_state(comp(0, "a", 11, 10), problems=(
         "slot 0: pin missing", "other", "slot 2: map missing")), {"add": [new()]}, 5,
      "eth0: dispatcher 42 cannot be changed: slot 0: pin missing; slot 2: map missing",
@@ -107,6 +109,7 @@ def test_refusal_word_for_word(kind: str, st: InterfaceState, kw: dict[str, Any]
     ("freplace", LEGACY, {"remove_ids": {7}}),
     ("freplace", LEGACY, {"add": [new()], "force": True}),
     ("freplace", dispatcher_state(comp(0, "a", 11, 10), version=1), {"remove_all": True}),
+    ("freplace", dispatcher_state(comp(0, "a", 11, 10), version=3), {"add": [new()]}),
     ("freplace", dispatcher_state(comp(0, "a", 11, 10)), {"remove_ids": {11}}),
     ("freplace", dispatcher_state(mode="native"), {"add": [new()]}),   # empty chain: any mode
     ("freplace", InterfaceState("eth0", 3, None, "dispatcher", main=None,

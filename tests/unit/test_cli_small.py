@@ -26,3 +26,13 @@ def test_interface_probe_is_one_readable_line() -> None:
     assert interface_modes_text(busy) == (
         "eth0 (ifindex 3): skb yes, native unknown, hw unknown; attached: skb "
         "(a program is attached: native/hw not probed (unknown))")
+
+
+def test_a_dispatcher_version_we_do_not_write_is_one_line_before_any_kernel_call() -> None:
+    from tests.cli import assert_one_line_error
+
+    cp = run_cli("upgrade", "no-such-if0", "--dispatcher-version", "1")
+    assert_one_line_error(cp, "dispatcher version 1 cannot be written: this tool writes 2 and 3")
+    assert "hint: pass --dispatcher-version 2" in cp.stderr
+    cp = run_cli("upgrade", "no-such-if0")
+    assert cp.returncode == 2 and "--dispatcher-version" in cp.stderr     # argparse: required

@@ -152,7 +152,8 @@ def test_json_schema() -> None:
     assert "ProgramConfig" in schema["$defs"]
     assert schema["$defs"]["ProgramConfig"]["additionalProperties"] is False
     assert set(schema["$defs"]["InterfaceConfig"]["properties"]) == \
-        {"name", "mode", "netns", "programs", "dispatch", "stats", "inline"}
+        {"name", "mode", "netns", "programs", "dispatch", "stats", "inline",
+         "dispatcher_version"}
     assert schema["$defs"]["InterfaceConfig"]["properties"]["dispatch"]["enum"] == [
         "auto", "freplace", "linked"]
 

@@ -37,7 +37,7 @@ CASES = [
      'c.yaml:1:1: missing required key "interfaces"\nc.yaml:2:1: unknown key "intrfaces" (did you mean "interfaces"?)\nc.yaml:3:1: unknown key "zzz" (expected one of version, interfaces, strict, on_drift)'),
     ('iface_far',
      'version: 1\ninterfaces:\n  - name: lo\n    qqq: 1\n    programs: []\n',
-     'c.yaml:4:5: interfaces[0]: unknown key "qqq" (expected one of name, mode, dispatch, netns, stats, inline, programs)'),
+     'c.yaml:4:5: interfaces[0]: unknown key "qqq" (expected one of name, mode, dispatch, netns, stats, inline, dispatcher_version, programs)'),
     ('missing',
      'version: 1\ninterfaces:\n  - programs: []\n',
      'c.yaml:3:5: interfaces[0]: missing required key "name"'),

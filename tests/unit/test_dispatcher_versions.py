@@ -169,3 +169,26 @@ def test_slot_count_bounds() -> None:
         protocol.decode_config(bytes(b))
     with pytest.raises(ValueError, match="cannot be written"):
         protocol.encode_config(1, [1], [4], [0], frags=False)
+
+
+def test_the_host_libxdp_version_comes_from_its_dispatcher_objects_marker(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from dispatcher.chain.freplace import program
+
+    assert program.libxdp_dispatcher_paths({"LIBXDP_OBJECT_PATH": "/x/bpf"}) == [
+        "/x/bpf/xdp-dispatcher.o"]
+    for version, path in ((3, program.OBJECT_V3), (2, program.OBJECT)):
+        shutil.copyfile(str(path), tmp_path / "xdp-dispatcher.o")
+        monkeypatch.setenv("LIBXDP_OBJECT_PATH", str(tmp_path))
+        program.host_libxdp.cache_clear()
+        assert program.host_libxdp() == (version, str(tmp_path / "xdp-dispatcher.o"))
+        assert program.host_libxdp_probe().detail.endswith(
+            f"writes dispatcher v{version}: by default a new chain is v{version}")
+    monkeypatch.setenv("LIBXDP_OBJECT_PATH", str(tmp_path / "none"))
+    program.host_libxdp.cache_clear()
+    assert program.host_dispatcher_version() == 0        # no libxdp: the plan writes v2
+    assert not program.host_libxdp_probe().supported
+    assert program.host_libxdp_probe().detail.endswith("by default a new chain is v2")
+    program.host_libxdp.cache_clear()

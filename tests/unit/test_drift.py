@@ -142,3 +142,17 @@ def test_api_exposes_config_operations() -> None:
     assert cfg.interfaces[0].programs[0].globals == {
         "enabled": True, "ports": [53, 5353, 0, 0], "min_payload": 12, "prefix": "",
         "verdict": "XDP_DROP"}
+
+
+def test_version_drift() -> None:
+    st = _state("skb", (11, "f", 10))
+    p = plan_interface("eth0", None, "skb", [_d("same", 10)], st, {11: _owner(11, "same", 10)},
+                       dispatcher_version=3)
+    d = interface_drift(p)
+    assert d.drifted and [(i.kind, i.name, i.prog_id, i.detail) for i in d.items] == [
+        ("version", "dispatcher", 1, "dispatcher version 2, the file says 3")]
+    assert d.items[0].fields == {"dispatcher_version": {"kernel": 2, "file": 3}}
+    assert "dispatcher version 2, the file says 3" in drift_text([d], "c.yaml")
+    same = plan_interface("eth0", None, "skb", [_d("same", 10)], st,
+                          {11: _owner(11, "same", 10)}, dispatcher_version=2)
+    assert not interface_drift(same).drifted

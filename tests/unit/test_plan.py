@@ -73,6 +73,23 @@ def test_program_change_in_same_object_is_an_upgrade() -> None:
     assert _actions(p) == [("upgrade", "a")] and p.items[0].detail == "program changed"
 
 
+def test_a_version_change_is_its_own_kind_of_change() -> None:
+    st = _state((11, "f", 10, ("XDP_PASS",)))
+    owners = {11: _owner(11, "a", 10)}
+    p = plan_interface("eth0", None, "skb", [_d("a", 10)], st, owners, dispatcher_version=3)
+    assert _actions(p) == [("keep", "a"), ("version", "dispatcher")] and p.changed
+    assert p.items[1].detail == "v2 -> v3" and p.to_json()["dispatcher_version"] == 3
+    text = plan_text([p])
+    assert "  ~ version  dispatcher (id 1) v2 -> v3\n" in text
+    assert "Plan: 1 change(s) on 1 interface(s)." in text
+    # the same version, no version asked for, or a fresh interface: no version change
+    for v, state in ((2, st), (None, st), (3, InterfaceState("eth0", 2, None, "none"))):
+        q = plan_interface("eth0", None, "skb", [_d("a", 10)], state, owners, dispatcher_version=v)
+        assert "version" not in [a for a, _n in _actions(q)]
+    assert not plan_interface("eth0", None, "skb", [_d("a", 10)], st, owners,
+                              dispatcher_version=2).changed
+
+
 def test_inline_switch_alone_is_a_planned_change_and_survives_the_record() -> None:
     """A linked chain's inlining differing from the config's ``inline`` is a change of
     its own (``~ inline``); unset in the config, the chain's setting is kept; the plan

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 
 from dispatcher import failpoints
 from dispatcher.chain import protocol
@@ -21,7 +21,8 @@ from dispatcher.chain.model import ChangeRequest, ChangeResult
 from dispatcher.chain.pending import PendingChange, protocol_lock
 from dispatcher.chain.state import InterfaceState
 from dispatcher.errors import KernelError, NotSupportedError, XdpDispatchError
-from dispatcher.kernel import bpf, probes
+from dispatcher.kernel import bpf, netlink, probes
+from dispatcher.kernel import netns as netns_mod
 from dispatcher.kernel.bpffs import remove_created, remove_pin_dir
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.uapi import BPF_F_XDP_HAS_FRAGS
@@ -36,7 +37,12 @@ class FreplaceBackend:
 
             fr = program.freplace()
             return fr.supported, fr.detail
-        return planning.plan(st, req, probe)
+
+        def host_version() -> int:
+            from dispatcher.chain.freplace import program  # reads libxdp's object: on demand
+
+            return program.host_dispatcher_version()
+        return planning.plan(st, req, probe, host_version)
 
     def execute(self, plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
         req = at.req
@@ -59,6 +65,13 @@ def _result(at: Attempt, result: ChangeResult, **kw: object) -> PendingChange:
                          held=held, **kw)  # type: ignore[arg-type]
 
 
+def _in_netns(netns: str | None) -> AbstractContextManager[None]:
+    """The calling thread inside ``netns`` (None: where it is)."""
+    if netns is None:
+        return nullcontext()
+    return netns_mod.entered(netlink.netns_path(netns))
+
+
 def _frags_ok() -> bool:
     try:
         return probes.frags().supported
@@ -73,10 +86,13 @@ def _dispatcher(plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
     req, members = at.req, plan.members
     with ExitStack() as stack:            # what this attempt creates: closed or unwound
         want_frags = all(m.frags for m in members) and _frags_ok()
-        disp = program.load_dispatcher([m.priority for m in members],
-                                       [m.actions for m in members],
-                                       [BPF_F_XDP_HAS_FRAGS if m.frags else 0
-                                        for m in members], frags=want_frags)
+        with _in_netns(req.netns if plan.devbound else None):  # prog_ifindex is per netns
+            disp = program.load_dispatcher([m.priority for m in members],
+                                           [m.actions for m in members],
+                                           [BPF_F_XDP_HAS_FRAGS if m.frags else 0
+                                            for m in members], frags=want_frags,
+                                           version=plan.version, devbound=plan.devbound,
+                                           ifindex=at.ifindex)
         stack.callback(disp.close)
         failpoints.hit("dispatcher_loaded", req.iface)
         new_map_pins: list[str] = []

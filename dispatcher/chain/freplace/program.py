@@ -1,42 +1,99 @@
-"""Our protocol-v2 dispatcher: load it for a sorted chain, attach components to it.
+"""Our dispatcher (protocol v2 or v3): load it for a sorted chain, attach components to it.
 
-The compiled ``bpf/dispatcher.c`` ships in the package (``dispatcher/bpf/dispatcher.o``).
+The compiled ``bpf/dispatcher.c`` ships in the package (``dispatcher/bpf/dispatcher.o``),
+and as version 3 (``bpf/dispatcher_v3.c``: ``dispatcher/bpf/dispatcher_v3.o``).
 "Building" a dispatcher means writing its ``.rodata`` config for the final chain,
 freezing it, and loading the program, so the verifier keeps exactly the used slots.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
 from dispatcher import caches
 from dispatcher.chain import protocol
-from dispatcher.errors import KernelError, ObjectFileError
+from dispatcher.errors import KernelError, ObjectFileError, XdpDispatchError
 from dispatcher.kernel import bpf, loader, probes
 from dispatcher.kernel.fd import OwnedFd
 from dispatcher.kernel.probes import Probe
 from dispatcher.obj.btf import BtfKind
-from dispatcher.obj.elf import parse_cached
+from dispatcher.obj.elf import parse_cached, read_object
 from dispatcher.obj.spec import ObjectSpec, ProgramSpec
 from dispatcher.uapi import BPF_F_XDP_DEV_BOUND_ONLY, BPF_F_XDP_HAS_FRAGS, BPF_PROG_TYPE_EXT
 
 # The compiled bpf/dispatcher.c, shipped as package data (pyproject: package-data).
 OBJECT = resources.files("dispatcher").joinpath("bpf", "dispatcher.o")
+OBJECT_V3 = resources.files("dispatcher").joinpath("bpf", "dispatcher_v3.o")
+OBJECTS = {2: OBJECT, 3: OBJECT_V3}
+
+# Where libxdp looks for its xdp-dispatcher.o when LIBXDP_OBJECT_PATH is unset (its
+# BPF_OBJECT_PATH: Debian/Ubuntu multiarch, Fedora, the upstream default, /usr/local).
+LIBXDP_OBJECT_DIRS = ("/usr/lib/*-linux-gnu*/bpf", "/usr/lib64/bpf", "/usr/lib/bpf",
+                      "/usr/local/lib/bpf")
+LIBXDP_DISPATCHER = "xdp-dispatcher.o"
 
 
 @cache
-def dispatcher_object() -> ObjectSpec:
+def dispatcher_object(version: int = protocol.VERSION) -> ObjectSpec:
+    path = OBJECTS[version]
     try:
-        data = OBJECT.read_bytes()
+        data = path.read_bytes()
     except OSError:
-        raise ObjectFileError(f"{OBJECT}: the packaged dispatcher is missing "
+        raise ObjectFileError(f"{path}: the packaged dispatcher is missing "
                               "(run make bpf)") from None
-    return parse_cached(data, str(OBJECT))
+    return parse_cached(data, str(path))
 
 
 caches.register("chain.freplace.program.dispatcher_object", dispatcher_object.cache_clear)
+
+
+def libxdp_dispatcher_paths(env: dict[str, str] | None = None) -> list[str]:
+    """Where the host's libxdp would find its dispatcher object, in libxdp's order: the
+    directory LIBXDP_OBJECT_PATH names, else the distributions' BPF object directories."""
+    env = dict(os.environ) if env is None else env
+    if env.get("LIBXDP_OBJECT_PATH"):
+        return [os.path.join(env["LIBXDP_OBJECT_PATH"], LIBXDP_DISPATCHER)]
+    return [os.path.join(d, LIBXDP_DISPATCHER)
+            for pattern in LIBXDP_OBJECT_DIRS for d in sorted(glob.glob(pattern))]
+
+
+@cache
+def host_libxdp() -> tuple[int, str]:
+    """(dispatcher version, object path) of the host's installed libxdp, read from the BTF
+    marker of its dispatcher object; (0, "") when no libxdp is installed (or its object
+    has no marker)."""
+    for path in libxdp_dispatcher_paths():
+        if not os.path.isfile(path):
+            continue
+        try:
+            version = read_object(path).dispatcher_version
+        except XdpDispatchError:
+            continue
+        if version:
+            return version, path
+    return 0, ""
+
+
+def host_dispatcher_version() -> int:
+    """The dispatcher version the host's libxdp writes (0: no libxdp found)."""
+    return host_libxdp()[0]
+
+
+caches.register("chain.freplace.program.host_libxdp", host_libxdp.cache_clear)
+
+
+def host_libxdp_probe() -> Probe:
+    """For ``features``: which dispatcher version a new chain gets by default."""
+    version, path = host_libxdp()
+    if version:
+        return Probe("host_libxdp", True, f"{path} writes dispatcher v{version}: by default a new chain "
+                     f"is v{version if version in protocol.WRITABLE_VERSIONS else protocol.VERSION}")
+    return Probe("host_libxdp", False, "no libxdp dispatcher object found (LIBXDP_OBJECT_PATH, "
+                 f"{', '.join(LIBXDP_OBJECT_DIRS)}): by default a new chain is v{protocol.VERSION}")
 
 
 @dataclass
@@ -72,17 +129,23 @@ class LoadedDispatcher:
 
 
 def load_dispatcher(prios: list[int], actions: list[int], flags: list[int], *, frags: bool,
-                    slots: int | None = None) -> LoadedDispatcher:
-    """Load a dispatcher whose config describes ``len(prios)`` slots (or ``slots``)."""
-    spec = dispatcher_object()
+                    slots: int | None = None, version: int = protocol.VERSION,
+                    devbound: bool = False, ifindex: int = 0) -> LoadedDispatcher:
+    """Load a dispatcher of protocol ``version`` whose config describes ``len(prios)``
+    slots (or ``slots``). A ``devbound`` (v3) one is loaded with BPF_F_XDP_DEV_BOUND_ONLY
+    and ``ifindex`` as prog_ifindex, which the kernel resolves in the calling thread's
+    network namespace."""
+    spec = dispatcher_object(version)
     n = len(prios) if slots is None else slots
     if slots is not None and not prios:
         prios, actions, flags = [0] * n, [0] * n, [0] * n
-    cfg = protocol.encode_config(protocol.VERSION, prios, actions, flags, frags)
+    cfg = protocol.encode_config(version, prios, actions, flags, frags, devbound)
     prog_spec = spec.program(name=protocol.DISPATCHER_NAME)
+    pflags = (BPF_F_XDP_HAS_FRAGS if frags else 0) | (BPF_F_XDP_DEV_BOUND_ONLY if devbound else 0)
     lo = loader.open_object(spec, only_maps=[".rodata"], data_overrides={".rodata": cfg})
     try:
-        p = loader.load_program(lo, prog_spec, prog_flags=BPF_F_XDP_HAS_FRAGS if frags else 0)
+        p = loader.load_program(lo, prog_spec, prog_flags=pflags,
+                                prog_ifindex=ifindex if devbound else 0)
     except BaseException:
         lo.close()
         raise
