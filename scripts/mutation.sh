@@ -4,7 +4,13 @@
 #   scripts/mutation.sh                 every module of the pure core (MODULES below)
 #   scripts/mutation.sh --changed [REF] only those changed since the merge base with REF
 #                                       (default: main); prints a line and exits 0 if none
+#   scripts/mutation.sh --stale         only those whose source differs from the last run
+#                                       that passed them (tests/mutation-baseline; what
+#                                       scripts/test.sh runs: quick when nothing changed)
 #   scripts/mutation.sh FILE...         just these files (paths under dispatcher/)
+#
+# A module that scores >= 90% has its source's sha256 written to tests/mutation-baseline
+# (commit it with the change), so that --stale skips it until its source changes again.
 #
 # Works in a scratch copy (.mutation/, git-ignored) so the worktree never holds mutants;
 # each run starts from scratch (mutmut's cache ignores test changes). Prints one score line per
@@ -41,6 +47,15 @@ if [[ ${1:-} == --changed ]]; then
         echo "mutation: no pure-core module changed since $(git rev-parse --short "$base")"
         exit 0
     fi
+elif [[ ${1:-} == --stale ]]; then
+    for m in "${MODULES[@]}"; do
+        grep -qxF "$(sha256sum "$m")" tests/mutation-baseline 2>/dev/null || selected+=("$m")
+    done
+    if [[ ${#selected[@]} -eq 0 ]]; then
+        echo "mutation: every pure-core module is as its last passing run left it (tests/mutation-baseline)"
+        exit 0
+    fi
+    echo "mutation: changed since their last passing run: ${selected[*]}"
 elif [[ $# -gt 0 ]]; then
     selected=("$@")
 else
@@ -80,9 +95,9 @@ secs=$(( $(date +%s) - start ))
 
 # mutmut results --all: "<module>.x_<func>__mutmut_<n>: <status>" per mutant.
 "$MUTMUT" results --all true > "$WORK/results.txt" 2>/dev/null
-"$PY" - "$WORK/results.txt" "$MARK_FUNCS" "${selected[@]}" <<'PYEOF'
-import re, sys
-results, mark_funcs, modules = sys.argv[1], set(sys.argv[2].split()), sys.argv[3:]
+"$PY" - "$WORK/results.txt" "$MARK_FUNCS" "$REPO" "${selected[@]}" <<'PYEOF'
+import hashlib, os, re, sys
+results, mark_funcs, repo, modules = sys.argv[1], set(sys.argv[2].split()), sys.argv[3], sys.argv[4:]
 rows = []
 for line in open(results):
     # module.x_func__mutmut_N or module.xǁClassǁmethod__mutmut_N, then ": status"
@@ -104,6 +119,14 @@ for path in modules:
     print(f"mutation: {path}: {score:5.1f}% killed ({killed}/{len(counted)})")
     with open(results.replace("results.txt", "survivors.txt"), "a") as f:
         f.writelines(f"{s}\n" for s in surv)
+    if score >= 90:          # the source this run passed (sha256sum's format)
+        base = os.path.join(repo, "tests", "mutation-baseline")
+        lines = open(base).read().splitlines() if os.path.exists(base) else []
+        digest = hashlib.sha256(open(os.path.join(repo, path), "rb").read()).hexdigest()
+        lines = sorted([ln for ln in lines if not ln.endswith(f"  {path}")]
+                       + [f"{digest}  {path}"], key=lambda ln: ln.split("  ", 1)[1])
+        with open(base, "w") as f:
+            f.write("\n".join(lines) + "\n")
 sys.exit(1 if bad else 0)
 PYEOF
 rc=$?

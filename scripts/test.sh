@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every test tier, installing what the tests need first.
 #
-#   sudo bash scripts/test.sh [unit] [host] [vm]     (default: all three)
+#   sudo bash scripts/test.sh [unit] [mutation] [host] [vm]     (default: all four)
 #
 # Setup (idempotent; quick when everything is already there):
 #   - Debian packages: clang, llvm, libbpf-dev, bpftool, xdp-tools, qemu, ...
@@ -13,6 +13,9 @@
 #   - libxdp 1.5.4 and 1.6.3 builds (scripts/libxdp-versions.sh fetch, cached)
 # Tiers:
 #   unit  tests/unit   pure Python, no kernel
+#   mutation           mutation testing (mutmut, by the unit tier) of the pure-core modules
+#                      whose source changed since their last passing run
+#                      (scripts/mutation.sh --stale: nothing to do when none did)
 #   host  tests/host   the running kernel (root, bpf(2), netlink, veths)
 #   vm    tests/host   again, inside VMs with the 6.1 and 6.12 kernels
 # Exits non-zero if setup or any tier failed. CI runs this (.ci/run).
@@ -45,9 +48,9 @@ log() { printf '\n=== %s\n' "$*"; }
 die() { echo "test.sh: $*" >&2; exit 2; }
 
 tiers=("$@")
-[ ${#tiers[@]} -gt 0 ] || tiers=(unit host vm)
+[ ${#tiers[@]} -gt 0 ] || tiers=(unit mutation host vm)
 for t in "${tiers[@]}"; do
-    case $t in unit|host|vm) ;; *) die "unknown tier '$t' (unit, host, vm)";; esac
+    case $t in unit|mutation|host|vm) ;; *) die "unknown tier '$t' (unit, mutation, host, vm)";; esac
 done
 want() { local t; for t in "${tiers[@]}"; do [ "$t" = "$1" ] && return 0; done; return 1; }
 
@@ -178,6 +181,17 @@ run_pytest() {
 }
 
 want unit && run_pytest unit tests/unit
+if want mutation; then
+    log "tier mutation: scripts/mutation.sh --stale"
+    start=$(date +%s)
+    out=$(mktemp)
+    bash scripts/mutation.sh --stale 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    secs=$(( $(date +%s) - start ))
+    detail=$(grep -a '^mutation: ' "$out" | grep -v ': see one with' | tail -n 20 | tr '\n' ';' | sed 's/mutation: //g; s/;$//')
+    rm -f "$out"
+    if [ "$rc" -eq 0 ]; then record mutation PASS "$secs" "$detail"; else record mutation FAIL "$secs" "${detail:-exit $rc}"; fi
+fi
 want host && run_pytest host tests/host
 
 if want vm; then
