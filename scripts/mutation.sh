@@ -67,7 +67,7 @@ mkdir -p "$WORK"
 # mutmut's cache keys results on the mutated source only: a run after the tests changed
 # would report stale verdicts, so every run starts from scratch.
 rm -rf "${WORK:?}/mutants"
-COPY=(dispatcher tests bpf configs scripts README.md)
+COPY=(dispatcher tests bpf configs scripts deploy systemd README.md)
 for c in "${COPY[@]}"; do rm -rf "${WORK:?}/$c"; done
 cp -a "${COPY[@]}" "$WORK/"
 cp pyproject.toml "$WORK/"
