@@ -11,8 +11,9 @@
 # VER is 1.5.4 (Debian trixie) or 1.6.3 (Debian sid); 1.3.1 is Debian 12's
 # installed xdp-tools and is not fetched. Each suite gets a private apt
 # configuration (its own sources.list, lists and archive cache) under
-# $LIBXDP_CACHE (default: /var/cache/xdp-dispatch-tests/libxdp, outside the checkout so
-# that CI's clean checkouts reuse it: it holds only Debian's signed packages); the .debs
+# $LIBXDP_CACHE (default: /var/lib/xdp-dispatch-tests/libxdp, outside the checkout so
+# that CI's clean checkouts reuse it: it holds only Debian's signed packages; not under
+# /var/cache, which the test VM's init hides under a tmpfs); the .debs
 # are unpacked with dpkg -x into $LIBXDP_CACHE/<VER>/root. Binaries run through
 # that root's own dynamic loader (they need a newer glibc than Debian 12's) with
 # LIBXDP_OBJECT_PATH pointing at the root's bpf directory, so that libxdp loads
@@ -23,7 +24,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
-CACHE=${LIBXDP_CACHE:-/var/cache/xdp-dispatch-tests/libxdp}
+CACHE=${LIBXDP_CACHE:-/var/lib/xdp-dispatch-tests/libxdp}
 PKGS=(xdp-tools libxdp1 libbpf1 libelf1t64 libc6 zlib1g libzstd1)
 ARCHLIB=usr/lib/x86_64-linux-gnu
 

@@ -136,7 +136,7 @@ PY=$VENV/bin/python
 JOBS=${TEST_JOBS:-$(nproc)}
 
 # ---------------------------------------------------------------- setup: libxdp builds
-# Real libxdp 1.5.4 and 1.6.3 for the version-interop tests (cached in /var/cache/xdp-dispatch-tests:
+# Real libxdp 1.5.4 and 1.6.3 for the version-interop tests (cached in /var/lib/xdp-dispatch-tests:
 # quick when present). The VM tier FAILS those tests when a build is missing.
 if want host || want vm; then
     log "setup: libxdp builds (scripts/libxdp-versions.sh fetch)"

@@ -26,7 +26,7 @@ from tests.objects import EXAMPLES_DIR, REPO
 pytestmark = pytest.mark.freplace
 
 SCRIPT = os.path.join(REPO, "scripts", "libxdp-versions.sh")
-CACHE = os.environ.get("LIBXDP_CACHE", "/var/cache/xdp-dispatch-tests/libxdp")  # as the script
+CACHE = os.environ.get("LIBXDP_CACHE", "/var/lib/xdp-dispatch-tests/libxdp")  # as the script
 WRITES = {"1.3.1": 2, "1.5.4": 2, "1.6.3": 3}      # the dispatcher version each writes
 BPF_DIR = "usr/lib/x86_64-linux-gnu/bpf"
 Row = tuple[int, str, int, str, tuple[str, ...]]   # (prio, name, id, tag, actions)
