@@ -6,7 +6,7 @@ they use (``from dispatcher.uapi import BPF_PROG_TYPE_XDP``) and never redefine 
 (``tests/unit/test_uapi.py`` fails if they do).
 
 Not here: the BPF instruction encoding (opcodes, ``BPF_PSEUDO_*`` source registers), which
-is defined once with the instruction codec in ``dispatcher.obj.insn``; ELF and BTF file
+is defined once in ``dispatcher.obj.opcodes`` (re-exported by the codec, ``dispatcher.obj.insn``); ELF and BTF file
 format numbers (``dispatcher.obj.elf``, ``dispatcher.obj.btf``); the netlink message
 plumbing that only ``dispatcher.kernel.netlink`` speaks.
 """

@@ -210,27 +210,27 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
 
 
 def _kernel_checks_packet_changes() -> bool:
-    from dispatcher.kernel import probes  # only where a dispatcher is attached
+    from dispatcher.kernel import packet_changes  # only where a dispatcher is attached
 
-    return probes.kernel_checks_packet_changes()
+    return packet_changes.kernel_checks()
 
 
 def _packet_changing_calls() -> frozenset[int]:
-    """``probes.packet_changing_calls``, or nothing (then no component says whether it
-    changes packet data) when the kernel refuses the probe."""
-    from dispatcher.kernel import probes  # only where a dispatcher is attached
+    """``packet_changes.calls``, or nothing (then no component says whether it changes
+    packet data) when the kernel refuses the probe."""
+    from dispatcher.kernel import packet_changes  # only where a dispatcher is attached
 
     try:
-        return probes.packet_changing_calls()
+        return packet_changes.calls()
     except KernelError:
         return frozenset()
 
 
 def _calls_any(fd: int, calls: frozenset[int]) -> bool | None:
-    from dispatcher.kernel import probes
+    from dispatcher.kernel import packet_changes
 
     try:
-        return not calls.isdisjoint(probes.helper_calls(bpf.prog_xlated_insns(fd)))
+        return packet_changes.changes_packets(fd, calls)
     except KernelError:
         return None
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 from collections.abc import Callable, Sequence
 
 from dispatcher import caches, uapi
 from dispatcher.errors import KernelError, XdpDispatchError
-from dispatcher.kernel import bpf
+from dispatcher.kernel import bpf, packet_changes
 from dispatcher.kernel import bpffs as kbpffs
 from dispatcher.record import record
 
@@ -80,57 +79,15 @@ def xdp_link() -> Probe:
     return cached("bpf_link_xdp", "5.9", run)
 
 
-def kernel_checks_packet_changes(release: str | None = None) -> bool:
-    """Whether the kernel (``release``, default the running one) refuses an extension that
-    changes packet data in place of a function that does not: mainline 6.13 and the 6.12
-    stable series from 6.12.26 (by release number: other backports are not known)."""
-    nums = [int(n) for n in re.findall(r"\d+", (release or os.uname().release))[:3]]
-    v = tuple(nums + [0] * (3 - len(nums)))
-    return v >= (6, 13, 0) or (v[:2] == (6, 12) and v[2] >= 26)
-
-
 def pkt_changing_stubs() -> Probe:
     """Whether the kernel checks that an extension changing packet data replaces a function
     that does too (6.13, 6.12.26). Our stubs satisfy it either way."""
     rel = os.uname().release
     checks = ("checks it (by its release): libxdp before 1.5.5 cannot re-attach them here"
-              if kernel_checks_packet_changes(rel) else "does not check it (by its release)")
+              if packet_changes.kernel_checks(rel) else "does not check it (by its release)")
     return Probe("packet_changing_stubs", True,
                  "not probed: our stubs call bpf_xdp_adjust_tail(ctx, 0), so extensions that "
                  f"change packet data are accepted; this kernel ({rel}) {checks}", "6.13")
-
-
-_PKT_HELPERS = (uapi.BPF_FUNC_xdp_adjust_head, uapi.BPF_FUNC_xdp_adjust_meta,
-                uapi.BPF_FUNC_xdp_adjust_tail)
-_pkt_calls: list[frozenset[int]] = []
-caches.register("kernel.probes.packet_changing_calls", _pkt_calls.clear)
-
-
-def packet_changing_calls() -> frozenset[int]:
-    """How a loaded program's xlated instructions (``bpf.prog_xlated_insns``) spell a call
-    to each XDP helper that changes packet data: the kernel rewrites a helper call's
-    immediate to the helper's address, so ask it, with a program calling the three helpers.
-    Empty when the kernel hides those addresses (the immediates come back zero or alike)."""
-    if not _pkt_calls:
-        from dispatcher.obj import insn as bi  # the instruction codec: only for this
-
-        body = [bi.mov64_reg(6, 1)]                                # r6 = ctx
-        for helper in _PKT_HELPERS:                                # helper(ctx, 0)
-            body += [bi.mov64_reg(1, 6), bi.mov64_imm(2, 0), bi.call_helper(helper)]
-        body += [bi.mov64_imm(0, uapi.XDP_PASS), bi.exit_insn()]
-        with bpf.prog_load(uapi.BPF_PROG_TYPE_XDP, bi.encode(body), "GPL",
-                           name="probe_pkt") as p:
-            found = helper_calls(bpf.prog_xlated_insns(p.fd))
-        _pkt_calls.append(frozenset(found) if len(set(found)) == len(_PKT_HELPERS)
-                          and 0 not in found else frozenset())
-    return _pkt_calls[0]
-
-
-def helper_calls(insns: bytes) -> list[int]:
-    """The immediates of the helper calls in ``insns`` (xlated: the kernel's spelling)."""
-    from dispatcher.obj import insn as bi
-
-    return [i.imm for i in bi.decode(insns) if i.is_helper_call]
 
 
 def bpffs(root: str) -> Probe:

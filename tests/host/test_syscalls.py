@@ -594,11 +594,11 @@ def test_packet_changing_helper_calls_found_in_xlated_code(bpffs_dir: str) -> No
     """The kernel spells a helper call in xlated code as the helper's address: the probe
     learns the three packet-changing XDP helpers' spelling, and a program calling
     bpf_xdp_adjust_head (xdp_rewrite) is told from one that does not (xdp_pass)."""
-    from dispatcher.kernel import loader, probes
+    from dispatcher.kernel import loader, packet_changes
     from dispatcher.obj.elf import read_object
     from tests.objects import example
 
-    calls = probes.packet_changing_calls()
+    calls = packet_changes.calls()
     assert len(calls) == 3 and 0 not in calls
     found = {}
     for name in ("xdp_rewrite", "xdp_pass", "xdp_counter"):
@@ -606,5 +606,5 @@ def test_packet_changing_helper_calls_found_in_xlated_code(bpffs_dir: str) -> No
         lo, p = loader.load_object_program(spec, spec.programs[0], pin_root=bpffs_dir)
         with lo, p.fd:
             found[name] = not calls.isdisjoint(
-                probes.helper_calls(bpf.prog_xlated_insns(p.fd.fd)))
+                packet_changes.helper_calls(bpf.prog_xlated_insns(p.fd.fd)))
     assert found == {"xdp_rewrite": True, "xdp_pass": False, "xdp_counter": False}

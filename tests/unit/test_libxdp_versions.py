@@ -100,7 +100,7 @@ def test_status_names_packet_changing_components_only_where_the_kernel_checks() 
 
 
 def test_which_kernels_check_packet_changing_extensions() -> None:
-    from dispatcher.kernel.probes import kernel_checks_packet_changes as checks
+    from dispatcher.kernel.packet_changes import kernel_checks as checks
 
     assert [checks(r) for r in ("6.1.0-57-amd64", "6.12.25", "6.12.26", "6.12.95+deb12-amd64",
                                 "6.13", "6.18.44-fc-v1147", "7.2.13+deb14-amd64", "5.15.0")] \
@@ -108,7 +108,7 @@ def test_which_kernels_check_packet_changing_extensions() -> None:
 
 
 def test_helper_calls_are_read_from_xlated_instructions() -> None:
-    from dispatcher.kernel.probes import helper_calls
+    from dispatcher.kernel.packet_changes import helper_calls
     from dispatcher.obj import insn as bi
 
     prog = bi.encode([bi.mov64_reg(6, 1), bi.call_helper(44), bi.call_pseudo(1),

@@ -34,8 +34,8 @@ KERNEL_NAME = re.compile(r"^(BPF_|PROG_TYPE_|ATTACH_|MAP_TYPE_|XDP_FLAGS_|XDP_AT
 TYPE_ATTRS = {"prog_type", "map_type", "expected_attach_type", "attach_type", "ptype"}
 
 #: The BPF instruction encoding (opcodes, BPF_PSEUDO_* source registers) is defined once,
-#: with the instruction codec (see the uapi docstring).
-INSN_MODULE = "dispatcher/obj/insn.py"
+#: beside the instruction codec (see the uapi docstring), which re-exports it.
+INSN_MODULE = "dispatcher/obj/opcodes.py"
 
 ALLOWLIST: set[str] = set()     # none: every module imports dispatcher.uapi
 
