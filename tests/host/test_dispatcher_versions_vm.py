@@ -322,8 +322,8 @@ def test_upgrade_under_traffic_loses_no_packet_and_keeps_pins(veth: nettools.Vet
     finally:
         stop.touch()
         out, err = sender.communicate(timeout=60)
-    time.sleep(0.5)
-    recv.close()
+        time.sleep(0.5)
+        recv.close()
     sent = int(out.strip())
     assert versions == [3, 2]
     assert sorted(recv.seen) == list(range(sent)), \
