@@ -293,10 +293,9 @@ def test_upgrade_under_traffic_loses_no_packet_and_keeps_pins(veth: nettools.Vet
                                                               private: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """v2 -> v3 -> v2 while a sender runs: every sequence number arrives, the components
     keep their ids, and a pinned map (xdp_blocklist's) keeps its id and entries."""
-    import sys
     import time
 
-    from tests.host.test_apply_live import SENDER, Receiver, _lpm_key
+    from tests.host.test_apply_live import Receiver, _lpm_key, _send
 
     iface = veth.host_if
     for name, prio in (("xdp_counter.o", 10), ("xdp_blocklist.o", 20), ("xdp_pass.o", 30)):
@@ -308,10 +307,7 @@ def test_upgrade_under_traffic_loses_no_packet_and_keeps_pins(veth: nettools.Vet
     nettools.ping(veth.host_ip, netns=veth.netns, count=1)
     recv = Receiver(veth.host_ip)
     stop = tmp_path / "stop-sender"
-    assert nettools.IP_TOOL is not None
-    sender = subprocess.Popen([nettools.IP_TOOL, "netns", "exec", veth.netns, sys.executable,
-                               "-c", SENDER, veth.host_ip, str(recv.port), str(stop)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sender = _send(veth, recv, stop)      # the live tests' sender, at the receiver's rate
     versions = []
     try:
         recv.wait_for(200)
