@@ -266,6 +266,10 @@ def libxdp_attach(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_a_device_bound_chain_stays_bound(veth: nettools.VethNs, libxdp_attach: str) -> None:
+    from dispatcher.kernel import loader
+
+    if loader.kernel_version() < (6, 7):       # as tests/host/test_dispatcher_v3.py
+        pytest.skip("device-bound XDP with frags needs Linux >= 6.7")
     iface = veth.host_if
     build_root("1.6.3")
     subprocess.run(["bash", SCRIPT, "run", "1.6.3", libxdp_attach, iface, "native", "devbind",
