@@ -29,7 +29,9 @@ NOTHING = "eth0: no XDP program is attached"
 
 
 def _run(kind: str, st: InterfaceState | None, kw: dict[str, Any]) -> None:
-    if kind == "choose":
+    if kind == "upgrade":
+        rules.check_upgrade(st, "eth0", kw["version"])  # type: ignore[arg-type]
+    elif kind == "choose":
         rules.choose_backend(st, req(**kw), never)  # type: ignore[arg-type]
     elif kind == "request":
         rules.check_request(req(**kw))  # type: ignore[arg-type]
@@ -47,6 +49,43 @@ CASES = [
      "unknown mode 'bogus' (expected native, skb or hw)", None),
     ("request", NONE, {"dispatch": "x"}, 2,
      "unknown dispatch mode 'x' (expected auto, freplace, linked)", None),
+    ("request", NONE, {"stats": "timing"}, 2,
+     "unknown stats setting 'timing' (expected off, counts)", None),
+    ("request", NONE, {"dispatcher_version": 1}, 2,
+     "dispatcher version 1 cannot be written: this tool writes 2 and 3 (v1 is what libxdp 1.0 "
+     "to 1.2 wrote; it is read, not written)",
+     "pass --dispatcher-version 2 (read by libxdp 1.3 and later) or 3 (libxdp 1.6 and later)"),
+    ("request", NONE, {"dispatcher_version": 4}, 2,
+     "dispatcher version 4 cannot be written: this tool writes 2 and 3",
+     "pass --dispatcher-version 2 (read by libxdp 1.3 and later) or 3 (libxdp 1.6 and later)"),
+    ("freplace", dispatcher_state(comp(0, "a", 11, 10)), {"add": [new()], "stats": "counts"}, 2,
+     "eth0: per-component stats are implemented for linked chains only (freplace chains would "
+     "need fexit programs, not done yet)",
+     "chain them linked: load --dispatch linked, or dispatch: linked in a config file"),
+    ("freplace", dispatcher_state(comp(0, "a", 11, 10), version=3, devbound=True),
+     {"add": [new()], "dispatcher_version": 2}, 5,
+     "eth0: the dispatcher is device-bound (v3, bound to eth0) and so are its components; a v2 "
+     "dispatcher cannot be device-bound, so they cannot be re-linked to it",
+     "unload the chain (xdp-dispatch unload eth0 --all) and load its programs again with "
+     "--dispatcher-version 2"),
+    ("linked", NONE, {"add": [new()], "dispatch": "linked", "dispatcher_version": 3}, 2,
+     "eth0: a linked chain is one XDP program, not libxdp's dispatcher: --dispatcher-version "
+     "applies to freplace chains",
+     "leave out --dispatcher-version (or dispatcher_version in a config), or use --dispatch "
+     "freplace"),
+    ("upgrade", LINKED, {"version": 3}, 2,
+     "eth0: a linked chain is one XDP program, not libxdp's dispatcher: it has no dispatcher "
+     "version to change", None),
+    ("upgrade", NONE, {"version": 3}, 2,
+     "eth0: has no XDP program attached; there is no dispatcher to upgrade",
+     "load programs with xdp-dispatch load eth0 --dispatcher-version 3 OBJ"),
+    ("upgrade", LEGACY, {"version": 2}, 2,
+     "eth0: has a program that is not a dispatcher attached; there is no dispatcher to upgrade",
+     "load programs with xdp-dispatch load eth0 --dispatcher-version 2 OBJ"),
+    ("upgrade", dispatcher_state(), {"version": 1}, 2,
+     "dispatcher version 1 cannot be written: this tool writes 2 and 3 (v1 is what libxdp 1.0 "
+     "to 1.2 wrote; it is read, not written)",
+     "pass --dispatcher-version 2 (read by libxdp 1.3 and later) or 3 (libxdp 1.6 and later)"),
     ("freplace", LEGACY, {"add": [new()]}, 5, NOT_A_DISPATCHER, UNLOAD_OR_FORCE),
     ("freplace", LEGACY, {"remove_ids": {8}}, 5, NOT_A_DISPATCHER, UNLOAD_OR_FORCE),
     ("freplace", InterfaceState("eth0", 3, "skb", "legacy"), {"add": [new()]}, 5,
@@ -123,11 +162,23 @@ def test_refusal_word_for_word(kind: str, st: InterfaceState, kw: dict[str, Any]
     ("linked", LEGACY, {"remove_ids": {7}}),
     ("linked", LEGACY, {"add": [new()], "force": True}),
     ("linked", NONE, {"add": [new()]}),
+    ("linked", NONE, {"add": [new()], "dispatcher_version": 3}),     # auto: for a dispatcher
+    ("linked", LINKED, {"remove_all": True, "dispatch": "linked", "dispatcher_version": 3}),
+    ("freplace", dispatcher_state(comp(0, "a", 11, 10)), {"add": [new()], "stats": "off"}),
+    ("freplace", dispatcher_state(comp(0, "a", 11, 10), version=3, devbound=True),
+     {"add": [new()], "dispatcher_version": 3}),
+    ("freplace", dispatcher_state(comp(0, "a", 11, 10), version=1),
+     {"add": [new()], "dispatcher_version": 2}),        # an explicit upgrade of a v1 chain
     ("linked", InterfaceState("eth0", 3, None, "linked", main=None,
                               description=LINKED.description), {"add": [new()], "mode": "hw"}),
 ])
 def test_allowed(kind: str, st: InterfaceState, kw: dict[str, Any]) -> None:
     _run(kind, st, kw)
+
+
+def test_upgrade_says_whether_there_is_anything_to_do() -> None:
+    assert rules.check_upgrade(dispatcher_state(version=2), "eth0", 3) is True
+    assert rules.check_upgrade(dispatcher_state(version=3), "eth0", 3) is False
 
 
 def test_slots_named_and_slot_limit() -> None:
