@@ -11,7 +11,7 @@
 # busybox-static. Results: .vmtest/RELEASE.xml (junit), .vmtest/RELEASE.log and
 # .vmtest/results (one line per kernel, read by scripts/test.sh).
 #
-# Environment: VM_TIMEOUT (seconds per kernel, default 1500), VM_TEST_TIMEOUT
+# Environment: VM_TIMEOUT (seconds per kernel, default 1800), VM_TEST_TIMEOUT
 # (seconds per test inside the VM, default 300), VM_CPUS (2), VM_MEMORY (2G),
 # VM_TESTS (space-separated pytest arguments instead of each kernel's selection, e.g.
 # "tests/host/test_vm_smoke.py"; see selection() below for what each kernel runs).
@@ -19,7 +19,7 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 VENV=$REPO/.venv
-VM_TIMEOUT=${VM_TIMEOUT:-1500}
+VM_TIMEOUT=${VM_TIMEOUT:-1800}
 VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-300}
 VM_CPUS=${VM_CPUS:-2}
 VM_MEMORY=${VM_MEMORY:-2G}
