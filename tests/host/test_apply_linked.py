@@ -14,7 +14,7 @@ from tests.cli import run_cli
 from tests.host import chain_oracle, nettools
 from tests.objects import EXAMPLES_DIR
 
-pytestmark = pytest.mark.host_kernel
+pytestmark = [pytest.mark.host_kernel, pytest.mark.once]   # config logic: host and 6.12 run it
 
 
 def write_cfg(path, iface: str, programs: list[dict], dispatch: str = "linked") -> str:  # type: ignore[no-untyped-def,type-arg]

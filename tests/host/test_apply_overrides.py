@@ -22,7 +22,7 @@ from tests.host import test_apply as _apply
 from tests.host.test_apply import plan, status, write_cfg
 from tests.objects import EXAMPLES_DIR
 
-pytestmark = pytest.mark.host_kernel
+pytestmark = [pytest.mark.host_kernel, pytest.mark.once]   # config logic: host and 6.12 run it
 
 XDP_DROP, XDP_PASS, XDP_TX = 1, 2, 3
 veth = _apply.veth
