@@ -200,13 +200,13 @@ def load_plain(iface: str, path: str, *, mode: str = "native", section: str | No
     lo, p = loader.load_object_program(obj, prog, pin_root=root, verifier_log=verifier_log,
                                        log_level=1 if verifier_log is not None else 0)
     with lo, p.fd:
+        info = p.info()
         try:
-            ownership.record_loaded([p.info().id])      # "Managed by": xdp-dispatch
+            ownership.record_loaded([info.id])      # "Managed by": xdp-dispatch
             netlink.attach_xdp(ifindex, p.fd.fd, MODES[mode], no_exist=True, netns=netns)
         except BaseException:
             lo.unpin_new()
             raise
-        info = p.info()
     return LoadResult(iface, ifindex, prog.name, info.id, info.tag_hex, mode)
 
 

@@ -179,13 +179,18 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
                         f"({' and '.join(map(str, protocol.WRITABLE_VERSIONS))}); it can be "
                         f"read and removed, or changed with xdp-dispatch upgrade {xs.ifname} "
                         f"--dispatcher-version {protocol.VERSION}")
+    from dispatcher.kernel import packet_changes  # only where a dispatcher is attached
+
     progs: list[ProgFacts | None] = []
     if not root:
         problems.append("no bpffs: the dispatcher's component pins cannot be read")
     elif not os.path.isdir(pdir):
         problems.append(f"pin directory {pdir} is missing")
     else:
-        pkt_calls = _packet_changing_calls()
+        try:
+            pkt_calls = packet_changes.calls()
+        except KernelError:          # the probe refused: no component says whether it does
+            pkt_calls = frozenset()
         for slot in range(cfg.num_progs_enabled):
             path = f"{pdir}/prog{slot}-prog"
             try:
@@ -198,7 +203,11 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
                 chain.component_fds.append(pfd)
             facts = prog_facts(pfd.fd)
             if pkt_calls:
-                facts = replace(facts, changes_packets=_calls_any(pfd.fd, pkt_calls))
+                try:
+                    changes: bool | None = packet_changes.changes_packets(pfd.fd, pkt_calls)
+                except KernelError:
+                    changes = None
+                facts = replace(facts, changes_packets=changes)
             progs.append(facts)
     comps: tuple[Component, ...] = ()
     if progs or not problems:
@@ -206,33 +215,7 @@ def _read(xs: netlink.XdpState, root: str | None, chain: OpenChain, keep: bool) 
         problems.extend(missing)
     return InterfaceState(xs.ifname, xs.ifindex, base.mode, "dispatcher", main=main, hw=hw,
                           dispatcher=disp, config=cfg, programs=comps, problems=tuple(problems),
-                          packet_check=_kernel_checks_packet_changes())
-
-
-def _kernel_checks_packet_changes() -> bool:
-    from dispatcher.kernel import packet_changes  # only where a dispatcher is attached
-
-    return packet_changes.kernel_checks()
-
-
-def _packet_changing_calls() -> frozenset[int]:
-    """``packet_changes.calls``, or nothing (then no component says whether it changes
-    packet data) when the kernel refuses the probe."""
-    from dispatcher.kernel import packet_changes  # only where a dispatcher is attached
-
-    try:
-        return packet_changes.calls()
-    except KernelError:
-        return frozenset()
-
-
-def _calls_any(fd: int, calls: frozenset[int]) -> bool | None:
-    from dispatcher.kernel import packet_changes
-
-    try:
-        return packet_changes.changes_packets(fd, calls)
-    except KernelError:
-        return None
+                          packet_check=packet_changes.kernel_checks())
 
 
 def read_description(prog_fd: int) -> ChainDescription | None:

@@ -339,32 +339,39 @@ _DAMAGED = {"list": b"[]", "programs_int": b'{"programs": 5}', "truncated": b'{"
             "bad_entry": b'{"version": 1, "programs": [{"prog_id": "x"}]}'}
 
 
+def _damaged_state_file_refused(name: str, data: bytes, iface: str, *writer: str) -> None:
+    """``name`` in the state directory holds ``data``: `status` and the command ``writer``
+    (which would write that file) each say so in one line naming it, exit 5 for status;
+    nothing gets attached to ``iface``, and the file is left as it was."""
+    state = os.environ["XDP_DISPATCH_STATE_DIR"]
+    os.mkdir(state, 0o700)
+    path = os.path.join(state, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    cp = run_cli("status", iface)
+    assert_one_line_error(cp, f"{path} is damaged", f"mv {path} {path}.damaged")
+    assert cp.returncode == 5
+    cp = run_cli(*writer)
+    try:
+        assert_one_line_error(cp, f"{path} is damaged")
+        assert nettools.xdp_attached(iface) is None
+    finally:
+        run_cli("unload", iface, "--all")
+    with open(path, "rb") as f:
+        assert f.read() == data
+
+
 @pytest.mark.parametrize("kind", sorted(_DAMAGED))
 def test_damaged_owned_json_is_reported_and_kept(kind: str, private: str, tmp_path: object,
                                                  netns_veth: nettools.VethNs) -> None:
     """Issue 11 case 7: a damaged owned.json is one clear error naming the file and the
     command that moves it aside; apply refuses rather than overwriting it (it used to be
     an internal error, or silently replaced, losing every record)."""
-    state = os.environ["XDP_DISPATCH_STATE_DIR"]
-    os.mkdir(state, 0o700)
-    owned = os.path.join(state, "owned.json")
-    with open(owned, "wb") as f:
-        f.write(_DAMAGED[kind])
-    cp = run_cli("status", netns_veth.host_if)
-    assert_one_line_error(cp, f"{owned} is damaged", f"mv {owned} {owned}.damaged")
-    assert cp.returncode == 5
     cfg = os.path.join(str(tmp_path), "c.yaml")
     with open(cfg, "w") as f:
         yaml.safe_dump({"version": 1, "interfaces": [{"name": netns_veth.host_if, "mode": "skb",
                         "programs": [{"name": "pass", "object": example("xdp_pass")}]}]}, f)
-    cp = run_cli("apply", cfg)
-    try:
-        assert_one_line_error(cp, f"{owned} is damaged")
-        assert nettools.xdp_attached(netns_veth.host_if) is None
-    finally:
-        run_cli("unload", netns_veth.host_if, "--all")
-    with open(owned, "rb") as f:
-        assert f.read() == _DAMAGED[kind]
+    _damaged_state_file_refused("owned.json", _DAMAGED[kind], netns_veth.host_if, "apply", cfg)
 
 
 _DAMAGED_LOADED = {**{k: v for k, v in _DAMAGED.items() if k != "bad_entry"},
@@ -375,25 +382,10 @@ _DAMAGED_LOADED = {**{k: v for k, v in _DAMAGED.items() if k != "bad_entry"},
 @pytest.mark.parametrize("kind", sorted(_DAMAGED_LOADED))
 def test_damaged_loaded_json_is_reported_and_kept(kind: str, private: str,
                                                   netns_veth: nettools.VethNs) -> None:
-    """loaded.json (programs `load` attached, for "Managed by") damaged: `status` and
-    `load` each say so in one line naming the file; `load` attaches nothing (the record is
-    written before the swap) and the file is left as it was."""
-    state = os.environ["XDP_DISPATCH_STATE_DIR"]
-    os.mkdir(state, 0o700)
-    loaded = os.path.join(state, "loaded.json")
-    with open(loaded, "wb") as f:
-        f.write(_DAMAGED_LOADED[kind])
-    cp = run_cli("status", netns_veth.host_if)
-    assert_one_line_error(cp, f"{loaded} is damaged", f"mv {loaded} {loaded}.damaged")
-    assert cp.returncode == 5
-    cp = run_cli("load", netns_veth.host_if, example("xdp_pass"), "-m", "skb")
-    try:
-        assert_one_line_error(cp, f"{loaded} is damaged")
-        assert nettools.xdp_attached(netns_veth.host_if) is None
-    finally:
-        run_cli("unload", netns_veth.host_if, "--all")
-    with open(loaded, "rb") as f:
-        assert f.read() == _DAMAGED_LOADED[kind]
+    """loaded.json (programs `load` attached, for "Managed by") damaged: `load` refuses
+    and attaches nothing (the record is written before the swap)."""
+    _damaged_state_file_refused("loaded.json", _DAMAGED_LOADED[kind], netns_veth.host_if,
+                                "load", netns_veth.host_if, example("xdp_pass"), "-m", "skb")
 
 
 def test_damaged_applied_record_falls_back_to_the_full_plan(
