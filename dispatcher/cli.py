@@ -113,9 +113,10 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
                     help="how to chain programs: freplace (libxdp's dispatcher), linked (one "
                          "program linked from all of them; no freplace needed), or auto: "
                          "freplace where the kernel allows it, else linked (default)")
-    sp.add_argument("--stats", choices=["off", "counts"],
-                    help="per-component counters of a linked chain (default: keep the "
-                         "chain's setting; a new linked chain counts)")
+    sp.add_argument("--stats", choices=["off", "counts", "timing"],
+                    help="per-component counters; timing adds each component's run time "
+                         "(default: keep the chain's setting; a new linked chain counts, a "
+                         "new freplace chain does not)")
     sp.add_argument("--inline", choices=["on", "off"],
                     help="inline each component's entry function into a linked chain's main "
                          "program, saving a call per slot (default: keep the chain's "
@@ -157,6 +158,8 @@ def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp = add("stats", help="per-component packet counters of chains; "
                        "'stats enable|disable IFACE' turns them on or off")
     sp.add_argument("words", metavar="IFACE | enable IFACE | disable IFACE", nargs="*")
+    sp.add_argument("--timing", action="store_true",
+                    help="with enable: also measure each component's run time")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.add_argument("--interval", type=float, metavar="S",
                     help="show rates (per second) between two samples S seconds apart")
@@ -342,13 +345,16 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     if words and words[0] in ("enable", "disable"):
         if len(words) != 2:
             raise UsageError(f"usage: {PROG} stats {words[0]} IFACE")
-        res = api.set_stats(words[1], "counts" if words[0] == "enable" else "off",
-                            netns=args.netns, notice=_notice)
-        print(f"{words[1]}: stats {'on' if words[0] == 'enable' else 'off'} "
-              f"(linked chain {res.dispatcher_id})")
+        setting = ("timing" if args.timing else "counts") if words[0] == "enable" else "off"
+        res = api.set_stats(words[1], setting, netns=args.netns, notice=_notice)
+        kind = "linked chain" if res.kind == "linked" else "dispatcher"
+        print(f"{words[1]}: stats {'on' if words[0] == 'enable' else 'off'}"
+              f"{' (with timing)' if setting == 'timing' else ''} ({kind} {res.dispatcher_id})")
         return 0
     if len(words) > 1:
         raise UsageError(f"usage: {PROG} stats [IFACE] | stats enable|disable IFACE")
+    if args.timing:
+        raise UsageError("--timing goes with stats enable IFACE")
     if args.interval is not None and args.interval <= 0:
         raise UsageError("--interval must be a positive number of seconds")
     ifs = api.stats(words[0] if words else None, netns=args.netns, interval=args.interval)

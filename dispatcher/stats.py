@@ -51,20 +51,38 @@ class InterfaceStats:
 
 
 def of_state(st: InterfaceState, netns: str | None) -> InterfaceStats:
-    """One interface's counters (reads the stats map of a linked chain)."""
+    """One interface's counters (a linked chain's stats map; a freplace chain's fexit
+    counters)."""
+    desc = st.description
+    if st.kind == "linked":
+        setting, comps = _linked(st)
+    elif st.kind == "dispatcher":
+        setting, comps = _dispatcher(st, netns)
+    else:
+        setting, comps = "off", []
+    version = str(st.dispatcher.version) if st.dispatcher is not None else ""
+    del desc
+    return InterfaceStats(st.name, netns or "", st.ifindex, st.kind, st.mode or "",
+                          st.main.id if st.main else 0, version, setting, tuple(comps))
+
+
+def _linked(st: InterfaceState) -> tuple[str, list[cs.ComponentStats]]:
     desc = st.description
     comps: list[cs.ComponentStats] = []
-    if desc is not None and desc.stats_map:
+    if desc is None:
+        return "off", comps
+    if desc.stats_map:
         counts = observe.read_counters(desc.stats_map, [s.counter for s in desc.slots])
         n = len(desc.slots)
         for i, s in enumerate(desc.slots):
             vals = counts.get(s.counter, ((0, 0),) * cs.NUM_ACTIONS)
             comps.append(cs.component_stats(i, s.label, s.priority, s.actions, i == n - 1,
                                             vals))
-    version = str(st.dispatcher.version) if st.dispatcher is not None else ""
-    return InterfaceStats(st.name, netns or "", st.ifindex, st.kind, st.mode or "",
-                          st.main.id if st.main else 0, version,
-                          desc.stats if desc is not None else "off", tuple(comps))
+    return desc.stats, comps
+
+
+def _dispatcher(st: InterfaceState, netns: str | None) -> tuple[str, list[cs.ComponentStats]]:
+    return "off", []
 
 
 def collect(iface: str | None = None, netns: str | None = None) -> list[InterfaceStats]:

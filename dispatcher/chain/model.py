@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # the object layer is imported when a chain is built, not to 
 
 MODES = ("native", "skb", "hw")
 DISPATCH_MODES = ("auto", "freplace", "linked")
-STATS_MODES = ("off", "counts")     # per-component counters (linked chains; chain/stats.py)
+STATS_MODES = ("off", "counts", "timing")   # per-component counters (chain/stats.py);
+                                            # timing: also run time per component
 MAX_RETRIES = 10            # a lost race starts over from observation this many times
 SHA_PREFIX = 16             # hex digits of an object's sha256 that identify it in a chain
 

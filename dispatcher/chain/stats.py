@@ -90,6 +90,7 @@ class ComponentStats:
     priority: int
     actions: tuple[ActionCount, ...]       # indexed like ACTION_NAMES
     ended: int                             # packets whose chain ended at this slot
+    run_time_ns: int | None = None         # stats timing: time spent in the component
 
     @property
     def packets(self) -> int:
@@ -100,10 +101,14 @@ class ComponentStats:
         return sum(a.bytes for a in self.actions)
 
     def to_json(self) -> dict[str, object]:
-        return {"slot": self.slot, "name": self.name, "priority": self.priority,
-                "packets": self.packets, "bytes": self.bytes, "ended": self.ended,
-                "actions": {n: {"packets": a.packets, "bytes": a.bytes}
-                            for n, a in zip(ACTION_NAMES, self.actions, strict=True)}}
+        out: dict[str, object] = {
+            "slot": self.slot, "name": self.name, "priority": self.priority,
+            "packets": self.packets, "bytes": self.bytes, "ended": self.ended,
+            "actions": {n: {"packets": a.packets, "bytes": a.bytes}
+                        for n, a in zip(ACTION_NAMES, self.actions, strict=True)}}
+        if self.run_time_ns is not None:
+            out["run_time_ns"] = self.run_time_ns
+        return out
 
 
 def ending_actions(continue_on: Sequence[str], last: bool) -> list[int]:
@@ -112,11 +117,12 @@ def ending_actions(continue_on: Sequence[str], last: bool) -> list[int]:
 
 
 def component_stats(slot: int, name: str, priority: int, continue_on: Sequence[str],
-                    last: bool, counts: Sequence[tuple[int, int]]) -> ComponentStats:
+                    last: bool, counts: Sequence[tuple[int, int]],
+                    run_time_ns: int | None = None) -> ComponentStats:
     """One slot's stats from its ``NUM_ACTIONS`` (packets, bytes) totals."""
     acts = tuple(ActionCount(p, b) for p, b in counts)
     ended = sum(acts[i].packets for i in ending_actions(continue_on, last))
-    return ComponentStats(slot, name, priority, acts, ended)
+    return ComponentStats(slot, name, priority, acts, ended, run_time_ns)
 
 
 def rates(before: ComponentStats, after: ComponentStats, seconds: float) -> ComponentStats:
@@ -127,5 +133,7 @@ def rates(before: ComponentStats, after: ComponentStats, seconds: float) -> Comp
 
     acts = tuple(ActionCount(r(x.packets, y.packets), r(x.bytes, y.bytes))
                  for x, y in zip(before.actions, after.actions, strict=True))
+    run = (None if after.run_time_ns is None or before.run_time_ns is None
+           else r(before.run_time_ns, after.run_time_ns))
     return ComponentStats(after.slot, after.name, after.priority, acts,
-                          r(before.ended, after.ended))
+                          r(before.ended, after.ended), run)

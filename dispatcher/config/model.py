@@ -218,9 +218,10 @@ class InterfaceConfig(BaseModel):
                             "linked (one program linked from all; no freplace needed) or auto "
                             "(freplace where the kernel allows it, else linked)")
     netns: str | None = Field(None, min_length=1, description="Network namespace name")
-    stats: Literal["off", "counts"] | None = Field(
-        None, description="Per-component packet counters of a linked chain: counts or off "
-                          "(default: keep the chain's setting; a new linked chain counts)")
+    stats: Literal["off", "counts", "timing"] | None = Field(
+        None, description="Per-component packet counters: counts, timing (counts and run "
+                          "time per component) or off (default: keep the chain's setting; a "
+                          "new linked chain counts, a new freplace chain does not)")
     inline: bool | None = Field(
         None, description="A linked chain inlines each component's entry function into its "
                           "main program, saving a call per slot: true or false (default: keep "

@@ -49,8 +49,8 @@ CASES = [
      "unknown mode 'bogus' (expected native, skb or hw)", None),
     ("request", NONE, {"dispatch": "x"}, 2,
      "unknown dispatch mode 'x' (expected auto, freplace, linked)", None),
-    ("request", NONE, {"stats": "timing"}, 2,
-     "unknown stats setting 'timing' (expected off, counts)", None),
+    ("request", NONE, {"stats": "verbose"}, 2,
+     "unknown stats setting 'verbose' (expected off, counts, timing)", None),
     ("request", NONE, {"dispatcher_version": 1}, 2,
      "dispatcher version 1 cannot be written: this tool writes 2 and 3 (v1 is what libxdp 1.0 "
      "to 1.2 wrote; it is read, not written)",
