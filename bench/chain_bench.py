@@ -65,11 +65,14 @@ def measure(repeat: int) -> tuple[int, int]:
 
 
 def build(kind: str, n: int) -> None:
-    if kind == "ours":
-        api.load(IF_A, [PASS] * n, mode="skb")
+    if kind in ("ours", "ours-counts", "ours-timing"):   # -counts/-timing: fexit (issue 14)
+        stats = kind.removeprefix("ours-") if "-" in kind else None
+        api.load(IF_A, [PASS] * n, mode="skb", dispatch="freplace", stats=stats)
     elif kind in ("linked", "linked-calls"):          # counts off: as the others count nothing
         api.load(IF_A, [PASS] * n, mode="skb", dispatch="linked", stats="off",
                  inline=kind == "linked")
+    elif kind == "linked-counts":                     # the default for linked chains
+        api.load(IF_A, [PASS] * n, mode="skb", dispatch="linked", stats="counts")
     elif kind == "libxdp":
         sh("xdp-loader", "load", "-m", "skb", IF_A, *([PASS] * n))
     else:
@@ -110,8 +113,9 @@ def main() -> int:
 
 
 def data(args: argparse.Namespace) -> None:
-    configs = [("direct", 1)] + [(k, n) for n in (1, 3, 10)
-                                 for k in ("ours", "libxdp", "linked", "linked-calls")]
+    kinds = ("ours", "libxdp", "linked", "linked-calls", "ours-counts", "ours-timing",
+             "linked-counts")
+    configs = [("direct", 1)] + [(k, n) for n in (1, 3, 10) for k in kinds]
     ns: dict[tuple[str, int], list[int]] = {c: [] for c in configs}
     insns: dict[tuple[str, int], int] = {}
     rng = random.Random(42)
@@ -137,9 +141,14 @@ def data(args: argparse.Namespace) -> None:
         print(f"N={n:<2d} ratio to libxdp: ours (freplace) {med[('ours', n)] / lx:.2f}, "
               f"linked inlined {med[('linked', n)] / lx:.2f}, "
               f"linked with calls {med[('linked-calls', n)] / lx:.2f}")
-    for k in ("ours", "libxdp", "linked", "linked-calls"):
+    for k in kinds:
         per_slot = (med[(k, 10)] - med[(k, 1)]) / 9
         print(f"per slot beyond the first, {k}: {per_slot:.1f} ns")
+    for k in ("ours-counts", "ours-timing"):      # the price of opt-in counters (fexit)
+        print(f"{k} vs no stats, per component per packet: " + ", ".join(
+            f"N={n} {(med[(k, n)] - med[('ours', n)]) / n:.1f} ns" for n in (1, 3, 10)))
+    print(f"linked with counts N=10 / libxdp N=10 (no counts): "
+          f"{med[('linked-counts', 10)] / med[('libxdp', 10)]:.2f}")
 
 
 def timed(fn: Callable[[], object]) -> float:

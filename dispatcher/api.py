@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from dispatcher import uapi
-from dispatcher.errors import ObjectFileError, UsageError
+from dispatcher.errors import ObjectFileError, UsageError, XdpDispatchError
 from dispatcher.kernel.netlink import MODES as _ALL_MODES
 from dispatcher.kernel.privileges import require_root
 from dispatcher.record import record
@@ -418,18 +418,32 @@ def metrics(*, netns: str | None = None) -> bytes:
 
 def set_stats(iface: str, setting: str, *, netns: str | None = None,
               notice: Callable[[str], None] | None = None) -> ChangeResult:
-    """Turn ``iface``'s per-component counters on (``counts``) or ``off``: the linked
-    chain is rebuilt with the same components (kept counts continue)."""
+    """Turn ``iface``'s per-component counters on (``counts``, ``timing``) or ``off``. A
+    linked chain is rebuilt with the same components (kept counts continue); a freplace
+    chain keeps its programs and its components get (or lose) their fexit counters."""
     from dispatcher.chain import router
-    from dispatcher.chain.model import request
+    from dispatcher.chain.model import ChangeResult, request
     from dispatcher.kernel import netlink
 
     require_root("changing stats")
     [st] = status(iface, netns=netns)
+    if st.kind == "dispatcher":
+        from dispatcher.chain import fexit as counters
+        from dispatcher.chain.pending import protocol_lock
+
+        root = _root(notice)
+        with protocol_lock(root):        # no other change while the chain is read
+            [st] = status(iface, netns=netns)
+            if st.kind != "dispatcher" or st.main is None:
+                raise XdpDispatchError(f"{iface}: the chain changed meanwhile; try again")
+            counters.reconcile_attached(root, netns, st.ifindex, setting,
+                                        [c.id for c in st.programs if c.id])
+        return ChangeResult(iface, st.ifindex, "dispatcher", st.main.id,
+                            tuple((c.slot, c.name, c.id) for c in st.programs))
     if st.kind != "linked":
-        raise UsageError(f"{iface}: per-component stats are kept by linked chains only, and "
-                         f"{iface} has {'no XDP program' if st.kind == 'none' else st.kind}",
-                         hint=f"xdp-dispatch load {iface} --dispatch linked --stats counts OBJ")
+        raise UsageError(f"{iface}: per-component stats need a chain (linked or freplace), "
+                         f"and {iface} has {'no XDP program' if st.kind == 'none' else st.kind}",
+                         hint=f"xdp-dispatch load {iface} --stats counts OBJ")
     xs = netlink.read_xdp_by_name(iface, netns=netns)
     mode = "native" if xs.drv_prog_id else "skb"
     return router.change(request(iface, mode=mode, root=_root(notice), netns=netns,

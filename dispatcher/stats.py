@@ -82,12 +82,34 @@ def _linked(st: InterfaceState) -> tuple[str, list[cs.ComponentStats]]:
 
 
 def _dispatcher(st: InterfaceState, netns: str | None) -> tuple[str, list[cs.ComponentStats]]:
-    return "off", []
+    """A freplace chain's components, counted by their fexit programs (those that have
+    them; ``chain.fexit``)."""
+    from dispatcher.chain import fexit as counters
+    from dispatcher.kernel import bpffs
+
+    try:
+        root = bpffs.bpffs_root()
+    except XdpDispatchError:
+        return "off", []
+    setting, got = counters.read(root, netns, st.ifindex, [c.id for c in st.programs])
+    comps = []
+    n = len(st.programs)
+    for i, c in enumerate(st.programs):
+        if c.id not in got:
+            continue
+        counts, run_ns = got[c.id]
+        comps.append(cs.component_stats(c.slot, c.name, c.priority, c.chain_call_actions,
+                                        i == n - 1, counts, run_ns))
+    return setting, comps
 
 
 def collect(iface: str | None = None, netns: str | None = None) -> list[InterfaceStats]:
     """Every interface with a chain (or ``iface``), with its counters."""
-    states = observe.status(iface, netns=netns, packets=False)
+    from dispatcher.kernel import bpffs
+
+    root = bpffs.bpffs_root()               # a freplace chain's pins: its components
+    states = observe.status(iface, netns=netns, root=root if bpffs.is_bpffs(root) else None,
+                            packets=False)
     return [of_state(st, netns) for st in states
             if st.main is not None and (iface is not None or st.kind != "none")]
 

@@ -196,6 +196,7 @@ BPF_STATS_RUN_TIME = 0
 
 # enum bpf_func_id (helpers the generated code calls)
 BPF_FUNC_map_lookup_elem = 1
+BPF_FUNC_ktime_get_ns = 5
 # ... and the XDP helpers the kernel counts as changing packet data (its
 # bpf_helper_changes_pkt_data()), which the probe for them calls
 BPF_FUNC_xdp_adjust_head = 44

@@ -270,8 +270,19 @@ def observe(xs: netlink.XdpState, root: str | None, keep_open: bool = False,
     raise XdpDispatchError(f"{xs.ifname}: the attached program keeps changing; try again")
 
 
-def with_packets(st: InterfaceState) -> InterfaceState:
-    """``st`` with each linked component's packet count, when its chain counts."""
+def with_packets(st: InterfaceState, netns: str | None = None, root: str | None = None
+                 ) -> InterfaceState:
+    """``st`` with each component's packet count, when its chain counts (a linked chain's
+    stats map; a freplace chain's fexit counters under ``root``)."""
+    if st.kind == "dispatcher" and root:
+        from dispatcher.chain import fexit as counters  # only where a dispatcher is attached
+
+        _setting, got = counters.read(root, netns, st.ifindex, [c.id for c in st.programs])
+        if not got:
+            return st
+        return replace(st, programs=tuple(
+            replace(c, packets=sum(p for p, _b in got[c.id][0])) if c.id in got else c
+            for c in st.programs))
     desc = st.description
     if desc is None or not desc.stats_map:
         return st
@@ -293,7 +304,7 @@ def status(iface: str | None = None, netns: str | None = None,
     for xs in links:
         try:
             with observe(xs, root) as ch:
-                out.append(with_packets(ch.state) if packets else ch.state)
+                out.append(with_packets(ch.state, netns, root) if packets else ch.state)
         except XdpDispatchError as e:
             out.append(InterfaceState(xs.ifname, xs.ifindex, None, "none", error=e.message))
     return out

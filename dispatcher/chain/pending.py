@@ -112,6 +112,9 @@ class PendingChange:
         self.new_map_pins = list(new_map_pins or [])
         self._held = held or ExitStack()       # owns old_fd, new_fd and the old observation
         self.done = False
+        # run once the change is kept (after the old chain is released): what follows the
+        # chain but is not part of the swap, such as a freplace chain's counters
+        self.on_commit: list[Callable[[], None]] = []
 
     @property
     def changed(self) -> bool:
@@ -131,6 +134,8 @@ class PendingChange:
                 self._unpin(self.old_pin_dir)
         finally:
             self._held.close()
+        for fn in self.on_commit:
+            fn()
 
     def rollback(self) -> None:
         """Put the previous program back (atomically, only if ours is still the attached

@@ -119,7 +119,29 @@ def clean(root: str, iface: str | None = None, netns: str | None = None) -> list
                 continue
             if remove_pin_dir(os.path.join(sdir, name)):   # never follows a symlink
                 removed.append(os.path.join(sdir, name))
+        if not problems and iface is None:
+            removed += _sweep_counters(root)
     return removed
+
+
+def _sweep_counters(root: str) -> list[str]:
+    """Remove the fexit counters (``chain.fexit``) of components and chains that are
+    attached nowhere any more: each namespace's freplace chains are read, and what the
+    counters directory holds for anything else goes."""
+    from dispatcher.chain import fexit
+
+    if not os.path.isdir(fexit.stats_dir(root)):
+        return []
+    paths, problems = netns_mod.every_namespace()
+    if problems:
+        return []                     # a namespace we cannot read: nothing is provably stale
+    attached: dict[int, dict[int, list[int]]] = {}
+    for path in paths:
+        per = attached.setdefault(os.stat(path).st_ino, {})
+        for st in observe.status(netns=path, root=root, packets=False):
+            if st.kind == "dispatcher":
+                per[st.ifindex] = [c.id for c in st.programs]
+    return fexit.sweep(root, attached)
 
 
 def _maybe_attached(ifindex: int, did: int, netns: str | None) -> bool:
@@ -131,3 +153,24 @@ def _maybe_attached(ifindex: int, did: int, netns: str | None) -> bool:
     except XdpDispatchError:
         return True
     return did in {xs.drv_prog_id, xs.skb_prog_id}
+
+
+def refresh_counters(root: str, netns: str | None, iface: str) -> None:
+    """Where ``iface`` runs a counted freplace chain, give counters to its components
+    that have none (a program another tool added) and drop those of programs gone: what
+    ``apply`` (and so the agent) does after each run."""
+    from dispatcher.chain import fexit
+
+    if not os.path.isdir(fexit.stats_dir(root)):
+        return
+    ifindex = netlink.ifindex_of(iface, netns=netns)
+    setting = fexit.mode(root, fexit.netns_id(netns), ifindex)
+    if setting == "off":
+        return
+    with protocol_lock(root):         # the chain cannot change while it is read
+        xs = netlink.read_xdp(ifindex, netns=netns)
+        with observe.observe(xs, root) as ch:
+            st = ch.state
+        fexit.reconcile_attached(root, netns, ifindex,
+                                 setting if st.kind == "dispatcher" else "off",
+                                 [c.id for c in st.programs if c.id])

@@ -120,11 +120,6 @@ def check_freplace(st: InterfaceState, req: ChangeRequest,
     """What the freplace back-end refuses to change. ``freplace()`` (supported, detail)
     is asked only to word a refusal's hint."""
     iface = req.iface
-    if req.stats == "counts":
-        raise UsageError(f"{iface}: per-component stats are implemented for linked chains "
-                         "only (freplace chains would need fexit programs, not done yet)",
-                         hint="chain them linked: load --dispatch linked, or dispatch: linked "
-                              "in a config file")
     if st.kind == "legacy":
         if req.remove_all or (st.main and st.main.id in req.remove_ids):
             return

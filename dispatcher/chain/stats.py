@@ -137,3 +137,44 @@ def rates(before: ComponentStats, after: ComponentStats, seconds: float) -> Comp
            else r(before.run_time_ns, after.run_time_ns))
     return ComponentStats(after.slot, after.name, after.priority, acts,
                           r(before.ended, after.ended), run)
+
+
+# ------------------------------------------------------------------ freplace chains
+# Each component's fexit program (``chain.counting``) counts into a per-CPU array of its
+# own: keys 0..5 are the actions (like a linked chain's cells with counter 0),
+# ``TIME_KEY`` holds (run time in ns, timed packets) and ``START_KEY`` the clock its
+# fentry program read (``stats: timing``). Pins: ``chain.fexit``.
+
+TIME_KEY = NUM_ACTIONS               # 6
+START_KEY = NUM_ACTIONS + 1          # 7
+FEXIT_ENTRIES = NUM_ACTIONS + 2
+FEXIT_MAP_NAME = "xdpd_fexit"        # the kernel keeps 15 characters of a map's name
+
+
+# ------------------------------------------------------------------ pin names
+
+def interface_dir(nsid: int, ifindex: int, mode: str) -> str:
+    """The directory whose presence says: count the freplace chain of this interface
+    (``mode`` counts | timing). ``nsid``: the network namespace's inode number."""
+    return f"{nsid}-{ifindex}-{mode}"
+
+
+def component_dir(nsid: int, ifindex: int, prog_id: int) -> str:
+    """The directory holding one component's counters (``map``) and links (``fexit``,
+    ``fentry``)."""
+    return f"{nsid}-{ifindex}-{prog_id}"
+
+
+def parse_dir(name: str) -> tuple[int, int, str | int] | None:
+    """(nsid, ifindex, mode or prog id) from a name above, or None."""
+    parts = name.split("-")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    last: str | int
+    if parts[2] in MODES and parts[2] != "off":
+        last = parts[2]
+    elif parts[2].isdigit() and parts[2] == str(int(parts[2])) and int(parts[2]) > 0:
+        last = int(parts[2])
+    else:
+        return None
+    return int(parts[0]), int(parts[1]), last

@@ -194,11 +194,35 @@ def observe_plan(cfg: ChainConfig, targets: list[_Target], *, exclusive: bool = 
         except XdpDispatchError as e:
             plans.append(InterfacePlan(t.iface, t.netns, t.mode, error=e.message))
             continue
-        plans.append(replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
-                                            exclusive, source=os.path.abspath(cfg.source),
-                                            dispatcher_version=t.dispatcher_version),
-                             dispatch=t.dispatch, stats=t.stats, inline=t.inline))
+        p = replace(plan_interface(t.iface, t.netns, t.mode, t.desired, st, owners,
+                                   exclusive, source=os.path.abspath(cfg.source),
+                                   dispatcher_version=t.dispatcher_version),
+                    dispatch=t.dispatch, stats=t.stats, inline=t.inline)
+        if st.kind == "dispatcher" and bpffs.is_bpffs(root):
+            p = replace(p, observed_stats=_freplace_stats(root, t.netns, st.ifindex))
+        plans.append(p)
     return plans
+
+
+def _freplace_stats(root: str, netns: str | None, ifindex: int) -> str:
+    """A freplace chain's counters setting (``chain.fexit``)."""
+    from dispatcher.chain import fexit
+
+    if not os.path.isdir(fexit.stats_dir(root)):
+        return "off"
+    return fexit.mode(root, fexit.netns_id(netns), ifindex)
+
+
+def _refresh_counters(plans: list[InterfacePlan]) -> None:
+    """Counted freplace chains: counters for components another tool added meanwhile."""
+    from dispatcher.chain import fexit, router
+
+    root = bpffs.bpffs_root()
+    if not os.path.isdir(fexit.stats_dir(root)):
+        return
+    for p in plans:
+        if not p.error:
+            router.refresh_counters(root, p.netns, p.iface)
 
 
 def make_plan(path: str, *, exclusive: bool = False) -> tuple[ChainConfig, list[InterfacePlan],
@@ -276,6 +300,8 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     if errors:
         raise ConfigError(f"{cfg.source}: cannot read " + "; ".join(errors))
     if not any(p.changed for p in plans):
+        if not dry_run:
+            _refresh_counters(plans)
         rec.remember(cfg, plans, shas)
         return plans
     if dry_run:
@@ -313,6 +339,7 @@ def apply(path: str, *, exclusive: bool = False, dry_run: bool = False,
     for _p, pc in pending:
         pc.commit()
     ownership.update(owners_new, dropped)
+    _refresh_counters(plans)
     if rec.config_sha is None:
         return plans     # no record can be written (partial, or not the file as it is)
     # The result, planned afresh, must have nothing left to change: record it for re-applies.

@@ -107,8 +107,9 @@ class InterfacePlan:
     observed_mode: str | None = None    # mode of the chain found on the interface, if any
     linked: bool = False                # the interface runs a linked chain (items by name)
     dispatch: str = "auto"              # auto | freplace | linked (from the config)
-    stats: str | None = None            # off | counts (from the config; None: keep)
-    observed_stats: str | None = None   # a linked chain's current setting
+    stats: str | None = None            # off | counts | timing (from the config; None: keep)
+    observed_stats: str | None = None   # the chain's current setting (a linked chain's
+                                        # description; a freplace chain's counters)
     inline: bool | None = None          # inline entries (from the config; None: keep)
     observed_inline: bool | None = None  # a linked chain's current setting
     dispatcher_version: int | None = None   # from the config (None: keep the chain's)
@@ -121,8 +122,8 @@ class InterfacePlan:
 
     @property
     def stats_change(self) -> bool:
-        """The config turns a linked chain's counters on or off."""
-        return (self.linked and self.stats is not None and self.observed_stats is not None
+        """The config turns a chain's counters on or off (or timing on or off)."""
+        return (self.stats is not None and self.observed_stats is not None
                 and self.stats != self.observed_stats)
 
     @property

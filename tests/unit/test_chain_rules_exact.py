@@ -58,10 +58,6 @@ CASES = [
     ("request", NONE, {"dispatcher_version": 4}, 2,
      "dispatcher version 4 cannot be written: this tool writes 2 and 3",
      "pass --dispatcher-version 2 (read by libxdp 1.3 and later) or 3 (libxdp 1.6 and later)"),
-    ("freplace", dispatcher_state(comp(0, "a", 11, 10)), {"add": [new()], "stats": "counts"}, 2,
-     "eth0: per-component stats are implemented for linked chains only (freplace chains would "
-     "need fexit programs, not done yet)",
-     "chain them linked: load --dispatch linked, or dispatch: linked in a config file"),
     ("freplace", dispatcher_state(comp(0, "a", 11, 10), version=3, devbound=True),
      {"add": [new()], "dispatcher_version": 2}, 5,
      "eth0: the dispatcher is device-bound (v3, bound to eth0) and so are its components; a v2 "

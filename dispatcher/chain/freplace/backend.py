@@ -45,6 +45,11 @@ class FreplaceBackend:
         return planning.plan(st, req, probe, host_version)
 
     def execute(self, plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
+        pending = self._execute(plan, at)
+        _count_after(pending, at)
+        return pending
+
+    def _execute(self, plan: planning.FreplacePlan, at: Attempt) -> PendingChange:
         req = at.req
         old_fd = at.observed.main_fd
         if not plan.members:
@@ -56,6 +61,26 @@ class FreplaceBackend:
         if plan.direct:
             return _direct(plan, at)
         return _dispatcher(plan, at)
+
+
+def _count_after(pending: PendingChange, at: Attempt) -> None:
+    """Once the change is kept, the chain's components are counted as asked (else as the
+    interface was; a new freplace chain does not count), and the counters of components
+    that left are removed (``counters.reconcile``)."""
+    from dispatcher.chain import fexit as counters
+
+    req, result = at.req, pending.result
+    if req.stats is None and not os.path.isdir(counters.stats_dir(req.root)):
+        return                       # never counted here: nothing to keep or remove
+    setting = req.stats or counters.mode(req.root, counters.netns_id(req.netns), at.ifindex)
+    if result.kind != "dispatcher":
+        setting = "off"              # no chain (or one program attached directly)
+
+    def run() -> None:
+        with protocol_lock(req.root):
+            counters.reconcile_attached(req.root, req.netns, at.ifindex, setting,
+                                        [pid for _slot, _name, pid in result.programs])
+    pending.on_commit.append(run)
 
 
 def _result(at: Attempt, result: ChangeResult, **kw: object) -> PendingChange:
