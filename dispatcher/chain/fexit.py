@@ -58,13 +58,26 @@ def netns_id(netns: str | None) -> int:
     return os.stat(netlink.netns_path(netns) if netns else "/proc/thread-self/ns/net").st_ino
 
 
-def _entries(root: str) -> list[str]:
-    return bpffs.pin_subdirs(stats_dir(root))     # real directories in a trusted dir
+def entries(root: str) -> list[str]:
+    """The names in the counters directory: real directories, in a directory (and its
+    parent ``xdp-dispatch``) that only root can change; [] if there is none."""
+    try:
+        safeio.check_trusted_dir(os.path.join(root, SUBDIR[0]), what="counter directory")
+    except FileNotFoundError:
+        return []
+    return bpffs.pin_subdirs(stats_dir(root))
+
+
+def _make_base(root: str) -> str:
+    top = os.path.join(root, SUBDIR[0])
+    safeio.make_trusted_dir(top, what="counter directory")   # refuses a link, others' dirs
+    safeio.make_trusted_dir(stats_dir(root), what="counter directory")
+    return stats_dir(root)
 
 
 def mode(root: str, nsid: int, ifindex: int) -> str:
     """This interface's setting: counts, timing or off."""
-    names = set(_entries(root))
+    names = set(entries(root))
     for m in ACTIVE_MODES:
         if chain_stats.interface_dir(nsid, ifindex, m) in names:
             return m
@@ -73,7 +86,7 @@ def mode(root: str, nsid: int, ifindex: int) -> str:
 
 def _component_dirs(root: str, nsid: int, ifindex: int) -> dict[int, str]:
     out = {}
-    for name in _entries(root):
+    for name in entries(root):
         parsed = chain_stats.parse_dir(name)
         if parsed and parsed[:2] == (nsid, ifindex) and isinstance(parsed[2], int):
             out[parsed[2]] = os.path.join(stats_dir(root), name)
@@ -152,10 +165,9 @@ def reconcile(root: str, netns: str | None, ifindex: int, setting: str,
     """Make the counters of interface ``ifindex`` match ``setting`` (counts | timing |
     off) for ``components``, the chain's (program id, open fd) pairs."""
     nsid = netns_id(netns)
-    base = stats_dir(root)
-    if setting == "off" and not os.path.isdir(base):
+    if setting == "off" and not os.path.isdir(stats_dir(root)):
         return
-    safeio.make_trusted_dir(base, what="counter directory")
+    base = _make_base(root)
     dirs = _component_dirs(root, nsid, ifindex)
     want = {pid for pid, _fd in components} if setting != "off" else set()
     for pid, d in dirs.items():
@@ -232,7 +244,7 @@ def sweep(root: str, attached: Mapping[int, Mapping[int, Sequence[int]]]) -> lis
     too (the namespace is gone, or we cannot see it: its counters cannot be read)."""
     base = stats_dir(root)
     removed = []
-    for name in _entries(root):
+    for name in entries(root):
         parsed = chain_stats.parse_dir(name)
         if parsed is None:
             continue

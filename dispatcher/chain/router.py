@@ -119,7 +119,7 @@ def clean(root: str, iface: str | None = None, netns: str | None = None) -> list
                 continue
             if remove_pin_dir(os.path.join(sdir, name)):   # never follows a symlink
                 removed.append(os.path.join(sdir, name))
-        if not problems and iface is None:
+        if iface is None:
             removed += _sweep_counters(root)
     return removed
 
@@ -130,7 +130,7 @@ def _sweep_counters(root: str) -> list[str]:
     counters directory holds for anything else goes."""
     from dispatcher.chain import fexit
 
-    if not os.path.isdir(fexit.stats_dir(root)):
+    if not fexit.entries(root):       # (checks the directory before anything is read)
         return []
     paths, problems = netns_mod.every_namespace()
     if problems:

@@ -227,3 +227,76 @@ def test_component_added_by_xdp_loader_is_counted_and_clean_sweeps(
     cp = run_cli("clean", env=env)
     assert cp.returncode == 0, cp.stderr
     assert counter_dirs(root) == []
+
+
+def test_cli_load_stats_metrics_status_and_a_config_stats_key(
+        netns_veth: nettools.VethNs, root: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`load --stats counts` on a freplace chain; `stats --json`, `metrics` (parsed with
+    the Prometheus client's parser) and `status` show the fexit counts; a config's
+    `stats:` key is planned (`~ stats counts -> timing`) and applied on the same chain,
+    and an `apply` with nothing to change gives counters to a program xdp-loader added."""
+    import json
+
+    import yaml
+    from prometheus_client.parser import text_string_to_metric_families
+
+    v = netns_veth
+    nettools.ip("link", "set", v.host_if, "down")
+    env = {"LIBXDP_BPFFS": root, "XDP_DISPATCH_STATE_DIR": str(tmp_path / "state")}
+    cfg = tmp_path / "c.yaml"
+
+    def write(stats: str) -> str:
+        cfg.write_text(yaml.safe_dump({"version": 1, "interfaces": [{
+            "name": v.host_if, "mode": "skb", "dispatch": "freplace", "stats": stats,
+            "programs": [{"name": "count", "object": example("xdp_counter")},
+                         {"name": "icmp", "object": example("xdp_drop_icmp"),
+                          "priority": 60}]}]}))
+        return str(cfg)
+
+    def run(k: int) -> None:
+        xs = netlink.read_xdp(v.host_ifindex)
+        with bpf.prog_get_fd_by_id(xs.skb_prog_id) as fd:
+            bpf.prog_test_run(fd.fd, packets.icmp_echo(), repeat=k)
+
+    try:
+        assert run_cli("apply", write("counts"), env=env).returncode == 0
+        run(7)
+        cp = run_cli("stats", v.host_if, "--json", env=env)
+        [ifs] = json.loads(cp.stdout)["interfaces"]
+        assert (ifs["kind"], ifs["stats"]) == ("dispatcher", "counts")
+        comps = {c["name"]: c for c in ifs["components"]}
+        assert comps["xdp_drop_icmp"]["actions"]["XDP_DROP"]["packets"] == 7
+        assert comps["xdp_counter"]["actions"]["XDP_PASS"]["packets"] == 7
+        assert comps["xdp_drop_icmp"]["ended"] == 7
+        cp = run_cli("metrics", env=env)
+        fams = {f.name: f for f in text_string_to_metric_families(cp.stdout)}
+        drop = [s for s in fams["xdp_dispatch_component_packets"].samples
+                if s.labels["interface"] == v.host_if and s.labels["action"] == "XDP_DROP"]
+        assert [(s.labels["program"], s.value) for s in drop] == [("xdp_drop_icmp", 7.0)]
+        [info] = [s for s in fams["xdp_dispatch_chain_info"].samples
+                  if s.labels["interface"] == v.host_if]
+        assert info.labels["kind"] == "dispatcher"
+        cp = run_cli("status", v.host_if, "--json", env=env)
+        progs = json.loads(cp.stdout)["interfaces"][0]["programs"]
+        assert [p["packets"] for p in progs] == [7, 7]
+        assert run_cli("plan", str(cfg), env=env).returncode == 0
+        cp = run_cli("plan", write("timing"), env=env)
+        assert cp.returncode == 2 and "~ stats    counts -> timing" in cp.stdout, cp.stdout
+        assert run_cli("apply", str(cfg), env=env).returncode == 0
+        run(3)
+        got = counts(v.host_if, None, "timing")
+        assert [c.packets for c in got] == [10, 10]           # counts continued
+        assert all(c.run_time_ns for c in got), got
+        assert run_cli("plan", str(cfg), env=env).returncode == 0
+        if shutil.which("xdp-loader"):
+            subprocess.run(["xdp-loader", "load", "-m", "skb", "-p", "90", v.host_if,
+                            os.path.join(EXAMPLES_DIR, "xdp_pass.o")], check=True,
+                           env={**os.environ, **env}, capture_output=True)
+            assert run_cli("apply", str(cfg), env=env).returncode == 0   # nothing to change
+            run(2)
+            got = counts(v.host_if, None, "timing")
+            assert [(c.name, c.packets) for c in got] == [
+                ("xdp_counter", 12), ("xdp_drop_icmp", 12), ("xdp_pass", 0)]
+    finally:
+        run_cli("unload", v.host_if, "--all", env=env)
+    assert counter_dirs(root) == []

@@ -439,3 +439,41 @@ def test_exact_interface_name_with_glob_characters(private: str, tmp_path: objec
     finally:
         run_cli("unload", odd, "--all")
         nettools.ip("link", "del", odd, check=False)
+
+
+# -- the fexit counters directory (freplace chains' per-component counters) -------------
+
+def _xdp_dir(bpffs_dir: str) -> None:
+    os.mkdir(os.path.join(bpffs_dir, "xdp"), 0o700)     # clean's own directory: root's
+
+
+def test_clean_refuses_a_counters_dir_a_user_made_and_follows_no_symlink(
+        bpffs_dir: str, tmp_path: object) -> None:
+    """A user makes xdp-dispatch/fexit/ first, with a symlink named like a component's
+    counters in it: clean's sweep refuses in one line and deletes nothing."""
+    victim = _victim(tmp_path)
+    _xdp_dir(bpffs_dir)
+    top = os.path.join(bpffs_dir, "xdp-dispatch")
+    fexit = os.path.join(top, "fexit")
+    os.makedirs(fexit, 0o755)
+    os.symlink(victim, os.path.join(fexit, "4026531840-1-999999"))
+    os.chown(fexit, USER, USER)
+    cp = run_cli("clean", env={"LIBXDP_BPFFS": bpffs_dir})
+    assert_one_line_error(cp, f"refusing {fexit}", f"owned by uid {USER}")
+    assert cp.returncode == 5
+    assert os.listdir(victim) == ["precious"]
+
+
+def test_a_counters_dir_symlink_is_refused(bpffs_dir: str, tmp_path: object) -> None:
+    """xdp-dispatch/ itself a symlink (to a directory with a fexit/ of root's, even):
+    refused, nothing under the target touched."""
+    victim = _victim(tmp_path)
+    os.mkdir(os.path.join(victim, "fexit"))
+    os.mkdir(os.path.join(victim, "fexit", "4026531840-1-999999"))
+    _xdp_dir(bpffs_dir)
+    os.symlink(victim, os.path.join(bpffs_dir, "xdp-dispatch"))
+    cp = run_cli("clean", env={"LIBXDP_BPFFS": bpffs_dir})
+    assert_one_line_error(cp, "is a symbolic link")
+    assert cp.returncode == 5
+    assert sorted(os.listdir(victim)) == ["fexit", "precious"]
+    assert os.listdir(os.path.join(victim, "fexit")) == ["4026531840-1-999999"]
