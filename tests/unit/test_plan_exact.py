@@ -19,6 +19,7 @@ from dispatcher.config.plan import (
     plan_linked,
     plan_text,
 )
+from dispatcher.record import replace
 
 PASS, DROP = 4, 2
 
@@ -243,3 +244,37 @@ def test_more_details_word_for_word() -> None:
         ("update", "two", None, 25, (), "priority 20 -> 25, actions XDP_DROP,XDP_PASS -> -"),
         ("update", "none", None, 30, ("XDP_PASS",), "priority 30 -> 30, actions - -> XDP_PASS"),
         ("remove", "ex", None, 40, ("XDP_TX",), "not managed by this config (--exclusive)")]
+
+
+def test_linked_plan_carries_the_chains_stats_and_inlining_and_why_not_inlined() -> None:
+    """plan_linked reports the chain's own counters and inlining settings (what `~ stats`
+    and `~ inline` compare against) and a kept slot's reason for staying a call."""
+    slot = SlotDescription("keep", 10, ("XDP_PASS",), False, "/o/keep.o", "abcd", "f", "xdp",
+                           (), not_inlined="its entry calls itself")
+    desc = ChainDescription("t", "hybrid", False, (slot,), stats_map=7, inline=False)
+    p = plan_linked("v0", None, "skb", [_d("keep", 10, sha="abcd")], desc, "skb")
+    assert (p.observed_stats, p.observed_inline) == ("counts", False)
+    assert [(i.action, i.detail) for i in p.items] == [
+        ("keep", "not inlined: its entry calls itself")]
+    off = plan_linked("v0", None, "skb", [_d("keep", 10, sha="abcd")],
+                      ChainDescription("t", "hybrid", False, (slot,)), "skb")
+    assert (off.observed_stats, off.observed_inline) == ("off", True)
+    asked = replace(p, stats="off", inline=True)
+    assert asked.stats_change and asked.inline_change
+    assert plan_text([asked]).splitlines()[2:4] == ["  ~ stats    counts -> off",
+                                                    "  ~ inline   off -> on"]
+    assert plan_text([replace(off, inline=False)]).splitlines()[2] == "  ~ inline   on -> off"
+    assert asked.to_json()["stats"] == "off"
+    assert "stats" not in p.to_json()
+
+
+def test_a_linked_chain_gets_no_dispatcher_version_item() -> None:
+    """Only a libxdp dispatcher has a version to change: a linked chain (whose state also
+    carries a DispatcherInfo, with the description's format version) gets no item."""
+    slot = SlotDescription("keep", 10, ("XDP_PASS",), False, "/o/keep.o", "abcd", "f", "xdp", ())
+    desc = ChainDescription("t", "hybrid", False, (slot,))
+    st = InterfaceState("v0", 3, "skb", "linked", description=desc,
+                        dispatcher=DispatcherInfo(1, desc.version, False, name="xdpd_chain"))
+    p = plan_interface("v0", None, "skb", [_d("keep", 10, sha="abcd")], st, {},
+                       dispatcher_version=desc.version + 5)
+    assert [i.action for i in p.items] == ["keep"] and not p.changed
